@@ -1,0 +1,5 @@
+"""`python -m engine.cli` runs the `escalera` command."""
+
+from engine.cli import main
+
+main()

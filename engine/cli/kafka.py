@@ -1,0 +1,55 @@
+"""`escalera kafka`: run a local single-node Kafka broker in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from engine.local_kafka import start_broker
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def register(app: typer.Typer) -> None:
+    """Add `escalera kafka` to the CLI."""
+    app.command("kafka")(kafka)
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _StopRequested
+
+
+def kafka(
+    port: int = typer.Option(0, help="Port for clients on 127.0.0.1 (0: a free port)."),
+    data: Path | None = typer.Option(None, help="Data directory kept between runs (default: temporary)."),
+) -> None:
+    """Run a local Apache Kafka broker (KRaft, single node) until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+    try:
+        broker = start_broker(data_dir=data, port=port or None)
+    except _StopRequested:
+        typer.echo("stopped before the broker was ready", err=True)
+        raise typer.Exit(130) from None
+    try:
+        typer.echo(
+            f"kafka ready at {broker.bootstrap_servers}",
+        )
+        typer.echo(f"(started in {broker.started_in_seconds:.1f} s; log: {broker.log_path})", err=True)
+        while broker.process.poll() is None:
+            time.sleep(0.5)
+        typer.echo(f"the broker exited unexpectedly:\n{broker.log_tail()}", err=True)
+        raise typer.Exit(1)
+    except _StopRequested:
+        pass
+    finally:
+        broker.stop()
+    typer.echo("kafka stopped", err=True)

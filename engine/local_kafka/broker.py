@@ -1,0 +1,206 @@
+"""Run a single-node KRaft Apache Kafka broker on 127.0.0.1 as a child process of this Python process."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from engine.errors import LocalKafkaError
+from engine.local_kafka.jars import broker_jars, deploy_dir, require_java
+
+READY_TIMEOUT_SECONDS = 90.0
+HEAP = "512m"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LocalKafka:
+    """A running local broker: where to reach it, where its data and log are, and how to stop it."""
+
+    port: int
+    controller_port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    owns_data_dir: bool
+    started_in_seconds: float = 0.0
+    _log_file: object = field(default=None, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The `host:port` clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The broker's log (its stderr)."""
+        return self.data_dir / "broker.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the broker log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no broker log)"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the broker: SIGTERM for a clean shutdown, SIGKILL if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_broker(
+    data_dir: Path | None = None,
+    port: int | None = None,
+    controller_port: int | None = None,
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+) -> LocalKafka:
+    """Fetch (once), format (once per data dir) and start a broker; return once it answers metadata."""
+    began = time.monotonic()
+    java = require_java()
+    jars = broker_jars()
+    owns = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="escalera-kafka-")) if data_dir is None else data_dir.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    controller_port = controller_port or free_port()
+    classpath = f"{jars}/*"
+    try:
+        properties = _write_properties(root, port, controller_port)
+        if not (root / "logs" / "meta.properties").is_file():
+            _format(java, classpath, properties)
+    except BaseException:
+        if owns:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    log_file = open(root / "broker.log", "ab")  # noqa: SIM115 - closed by LocalKafka.stop
+    command = [
+        java, f"-Xmx{HEAP}", f"-Xms{HEAP}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.yaml'}",
+        "-cp", classpath, "kafka.Kafka", str(properties),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent
+    )
+    broker = LocalKafka(port, controller_port, root, process, owns, _log_file=log_file)
+    try:
+        _wait_until_ready(broker, ready_timeout)
+    except BaseException:
+        broker.stop(timeout=10)
+        raise
+    broker.started_in_seconds = time.monotonic() - began
+    return broker
+
+
+@contextlib.contextmanager
+def running_broker(data_dir: Path | None = None, port: int | None = None) -> Iterator[LocalKafka]:
+    """A broker for the duration of a `with` block; it is stopped whatever happens inside."""
+    broker = start_broker(data_dir=data_dir, port=port)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _write_properties(root: Path, port: int, controller_port: int) -> Path:
+    template = Template((deploy_dir() / "server.properties").read_text())
+    text = template.substitute(
+        controller_port=controller_port,
+        listeners=f"PLAINTEXT://127.0.0.1:{port}",
+        advertised_listeners=f"PLAINTEXT://127.0.0.1:{port}",
+        protocol_map="PLAINTEXT:PLAINTEXT",
+        inter_broker_listener="PLAINTEXT",
+        log_dirs=str(root / "logs"),
+    )
+    path = root / "server.properties"
+    path.write_text(text)
+    return path
+
+
+def _format(java: str, classpath: str, properties: Path) -> None:
+    def tool(*args: str) -> str:
+        result = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", *args],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            output = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+            raise LocalKafkaError(f"formatting the broker's storage failed ({' '.join(args[:1])}):\n{output}")
+        return result.stdout
+
+    cluster_id = tool("random-uuid").strip().splitlines()[-1]
+    tool("format", "--standalone", "-t", cluster_id, "-c", str(properties))
+
+
+def _wait_until_ready(broker: LocalKafka, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = broker.process.poll()
+        if code is not None:
+            raise LocalKafkaError(
+                f"the Kafka broker exited with code {code} before it was ready; "
+                f"log tail ({broker.log_path}):\n{broker.log_tail()}"
+            )
+        if _metadata_answers(broker.bootstrap_servers):
+            return
+        if time.monotonic() > deadline:
+            raise LocalKafkaError(
+                f"the Kafka broker did not answer a metadata request within {timeout:.0f} s; "
+                f"log tail ({broker.log_path}):\n{broker.log_tail()}"
+            )
+        time.sleep(0.25)
+
+
+def _metadata_answers(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request (not merely accepts a TCP connection)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConfigurationError, KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    except KafkaConfigurationError:
+        raise
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL the JVM if this Python process dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgrp()  # Ctrl-C in a terminal goes to Python, which then stops the broker cleanly

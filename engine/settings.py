@@ -1,0 +1,145 @@
+"""Escalera's settings: one frozen object read from `ESCALERA_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.errors import SettingsError
+
+ENV_PREFIX = "ESCALERA_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+TableStore = Literal["rocksdb", "memory"]
+TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class Settings(BaseSettings):
+    """Everything an Escalera process needs to know about its environment; every CLI command reads it."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    bootstrap_servers: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1:9092",)
+    app_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] = "escalera"
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
+    data_dir: Path = Path("escalera-data")
+    policy_file: Path | None = None
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    topic_purchases: TopicName = "purchases"
+    topic_feedback: TopicName = "feedback"
+    topic_customers: TopicName = "customers"
+    topic_perks: TopicName = "loyalty.perks"
+    topic_transitions: TopicName = "loyalty.transitions"
+    topic_dlq: TopicName = "loyalty.dlq"
+    topic_partitions: Annotated[int, Field(ge=1, le=1024)] = 8
+    topic_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+
+    table_store: TableStore = "rocksdb"
+    wall_clock_when_idle: bool = True
+    max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
+    max_clock_skew_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 300
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one host:port")
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("policy_file", "ssl_cafile")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_for_sasl(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"{ENV_PREFIX}SECURITY_PROTOCOL={self.security_protocol} needs "
+                f"{ENV_PREFIX}SASL_USERNAME and {ENV_PREFIX}SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def inbound_topics(self) -> tuple[str, str, str]:
+        """The topics platforms publish to."""
+        return (self.topic_purchases, self.topic_feedback, self.topic_customers)
+
+    @property
+    def table_store_url(self) -> str:
+        """Faust's store URL for the chosen table store."""
+        return f"{self.table_store}://"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options shared by kafka-python clients (producers, consumers, admin)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # guaranteed by _credentials_for_sasl
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL") and self.ssl_cafile is not None:
+            options["ssl_cafile"] = str(self.ssl_cafile)
+        return options
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; a wrong value raises SettingsError naming the variable."""
+    env = os.environ if environ is None else environ
+    values = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and value != ""
+    }
+    unknown = sorted(f"{ENV_PREFIX}{name.upper()}" for name in values if name not in Settings.model_fields)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)} (see README, 'Configuration')")
+    try:
+        # Values are handed over explicitly so the result depends only on `env`.
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        given = error.get("input")
+        shown = "" if field in {"sasl_password"} or isinstance(given, dict) else f" (got {given!r})"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

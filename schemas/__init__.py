@@ -1,0 +1,1 @@
+"""Escalera's event contracts: pydantic models, generated JSON Schemas and the AsyncAPI document."""
