@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +146,14 @@ def _write_properties(root: Path, port: int, controller_port: int) -> Path:
     return path
 
 
+def new_cluster_id() -> str:
+    """A cluster id as Kafka's `random-uuid` makes it: 16 random bytes, URL-safe base64, no '-' first."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 def _format(java: str, classpath: str, properties: Path) -> None:
     def tool(*args: str) -> str:
         result = subprocess.run(
@@ -155,8 +165,7 @@ def _format(java: str, classpath: str, properties: Path) -> None:
             raise LocalKafkaError(f"formatting the broker's storage failed ({' '.join(args[:1])}):\n{output}")
         return result.stdout
 
-    cluster_id = tool("random-uuid").strip().splitlines()[-1]
-    tool("format", "--standalone", "-t", cluster_id, "-c", str(properties))
+    tool("format", "--standalone", "-t", new_cluster_id(), "-c", str(properties))
 
 
 def _wait_until_ready(broker: LocalKafka, timeout: float) -> None:
@@ -168,14 +177,21 @@ def _wait_until_ready(broker: LocalKafka, timeout: float) -> None:
                 f"the Kafka broker exited with code {code} before it was ready; "
                 f"log tail ({broker.log_path}):\n{broker.log_tail()}"
             )
-        if _metadata_answers(broker.bootstrap_servers):
+        # A closed port is polled cheaply: kafka-python's client backs off for seconds between retries.
+        if _port_open(broker.port) and _metadata_answers(broker.bootstrap_servers):
             return
         if time.monotonic() > deadline:
             raise LocalKafkaError(
                 f"the Kafka broker did not answer a metadata request within {timeout:.0f} s; "
                 f"log tail ({broker.log_path}):\n{broker.log_tail()}"
             )
-        time.sleep(0.25)
+        time.sleep(0.1)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _metadata_answers(bootstrap: str) -> bool:
