@@ -23,3 +23,22 @@ def kafka_broker() -> Iterator[LocalKafka]:
 def bootstrap(kafka_broker: LocalKafka) -> str:
     """The broker's `host:port`."""
     return kafka_broker.bootstrap_servers
+
+
+_TIERS = {
+    "unit": "unit",
+    "contract": "unit",
+    "integration": "integration",
+    "e2e": "e2e",
+    "reliability": "e2e",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test gets the speed tier of its folder (tests/unit → unit, …), so `-m unit` is complete."""
+    for item in items:
+        folder = item.path.relative_to(config.rootpath / "tests").parts[0]
+        tier = _TIERS.get(folder)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(_TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))

@@ -8,6 +8,7 @@ import typer
 
 from engine.cli import contracts, core, kafka
 from engine.errors import EscaleraError
+from engine.settings import load_settings
 
 app = typer.Typer(
     name="escalera",
@@ -19,8 +20,10 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Escalera: customers climb a seven-step loyalty ladder, driven by Kafka events."""
+    # Every command starts from the same validated settings; a wrong ESCALERA_* value stops it here.
+    ctx.obj = load_settings()
 
 
 for module in (kafka, contracts, core):
