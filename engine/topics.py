@@ -1,0 +1,88 @@
+"""Escalera's Kafka topics: which exist, with how many partitions, created on purpose and checked."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import EscaleraError
+from engine.settings import Settings
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+class TopicMismatchError(EscaleraError):
+    """A topic exists with a layout Escalera cannot work with (e.g. another partition count)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as Escalera wants it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def loyalty_topics(settings: Settings) -> list[TopicSpec]:
+    """The inbound and outbound topics; all share one partition count so customers stay co-partitioned."""
+
+    def spec(name: str, **config: str) -> TopicSpec:
+        return TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor, config)
+
+    return [
+        spec(settings.topic_purchases),
+        spec(settings.topic_feedback),
+        spec(settings.topic_customers),
+        spec(settings.topic_perks),
+        spec(settings.topic_transitions),
+        # Dead letters wait for a person: keep them four weeks.
+        spec(settings.topic_dlq, **{"retention.ms": str(4 * WEEK_MS)}),
+    ]
+
+
+def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create the topics that are missing; return their names. An existing topic must match its spec."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    specs = loyalty_topics(settings) if specs is None else specs
+    admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **settings.kafka_client_options())
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config) for s in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process (or stale metadata)
+                admin.create_topics(new)
+        _check_partitions(admin, specs)
+        return [s.name for s in missing]
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin: Any, specs: list[TopicSpec], timeout: float = 10.0) -> None:
+    """Every topic exists with its spec's partition count (new topics may take a moment to be described)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([s.name for s in specs])}
+        if all(described.get(s.name) for s in specs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for spec in specs:
+        found = described.get(spec.name)
+        if not found:
+            raise TopicMismatchError(
+                f"topic {spec.name!r} was created but is not visible to the broker's metadata"
+            )
+        if found != spec.partitions:
+            raise TopicMismatchError(
+                f"topic {spec.name!r} has {found} partitions but ESCALERA_TOPIC_PARTITIONS is "
+                f"{spec.partitions}: every Escalera topic needs the same count so a customer's events "
+                "meet in one partition; set the variable to match"
+            )
