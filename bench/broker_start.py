@@ -38,7 +38,11 @@ def main() -> None:
         "start_seconds": {"median": statistics.median(starts), "min": min(starts), "max": max(starts)},
         "stop_seconds": {"median": statistics.median(stops), "min": min(stops), "max": max(stops)},
         "samples": {"start": starts, "stop": stops},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
