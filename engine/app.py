@@ -1,0 +1,86 @@
+"""The Faust app, built by one factory from the settings: broker, credentials, store, topics and tables."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.auth import SASLCredentials, SSLCredentials
+
+from engine.settings import Settings
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
+    context = None
+    if settings.security_protocol.endswith("SSL"):
+        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
+        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # the settings refuse SASL without credentials
+        return SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism,
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The app and the channels its agents use."""
+
+    app: faust.App
+    inbound: Any  # faust.TopicT over the three inbound topics
+    perks: Any
+    transitions: Any
+    dead_letters: Any
+    customers: Any  # faust.Table: customer_id (bytes) -> serialized CustomerState
+
+
+def create_app(settings: Settings) -> Topology:
+    """One Faust app for Escalera, configured only from `settings`."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=broker_credentials(settings),
+        store=settings.table_store_url,
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",  # exactly_once has open bugs in faust-streaming
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    def topic(*names: str, **options: Any) -> Any:
+        return app.topic(
+            *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **options
+        )
+
+    customers = app.Table(
+        "customers",
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        value_type=bytes,  # the app's default serializers are raw: state is stored as its own JSON bytes
+        help="Customer state by customer_id.",
+    )
+    return Topology(
+        app=app,
+        inbound=topic(*settings.inbound_topics),
+        perks=topic(settings.topic_perks),
+        transitions=topic(settings.topic_transitions),
+        dead_letters=topic(settings.topic_dlq),
+        customers=customers,
+    )

@@ -1,0 +1,71 @@
+"""The Faust app is configured only from the settings."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from faust.auth import SASLCredentials, SSLCredentials
+
+from engine.app import broker_credentials, create_app
+from engine.settings import load_settings
+
+
+def test_app_follows_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "ESCALERA_BOOTSTRAP_SERVERS": "k1:9092,k2:9093",
+            "ESCALERA_APP_ID": "shop-loyalty",
+            "ESCALERA_TOPIC_PARTITIONS": "6",
+            "ESCALERA_TOPIC_PURCHASES": "shop.purchases",
+            "ESCALERA_TABLE_STORE": "memory",
+            "ESCALERA_DATA_DIR": str(tmp_path),
+            "ESCALERA_WEB_PORT": "7001",
+        }
+    )
+    topology = create_app(settings)
+    conf = topology.app.conf
+    assert conf.id == "shop-loyalty"
+    assert [str(url) for url in conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
+    assert str(conf.store) == "memory:"
+    assert conf.web_port == 7001
+    assert conf.processing_guarantee.value == "at_least_once"
+    assert set(topology.inbound.topics) == {"shop.purchases", "feedback", "customers"}
+    assert topology.customers.partitions == 6
+    assert topology.customers.changelog_topic.get_topic_name() == "shop-loyalty-customers-changelog"
+
+
+def test_plaintext_has_no_credentials() -> None:
+    assert broker_credentials(load_settings({})) is None
+
+
+def test_sasl_ssl_credentials_carry_the_mechanism_and_a_verifying_tls_context() -> None:
+    settings = load_settings(
+        {
+            "ESCALERA_SECURITY_PROTOCOL": "SASL_SSL",
+            "ESCALERA_SASL_USERNAME": "escalera",
+            "ESCALERA_SASL_PASSWORD": "pw-not-logged",
+        }
+    )
+    credentials = broker_credentials(settings)
+    assert isinstance(credentials, SASLCredentials)
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.ssl_context is not None
+    assert credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert "pw-not-logged" not in repr(credentials)
+
+
+def test_ssl_only() -> None:
+    credentials = broker_credentials(load_settings({"ESCALERA_SECURITY_PROTOCOL": "SSL"}))
+    assert isinstance(credentials, SSLCredentials)
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT"])
+def test_sasl_without_tls(protocol: str) -> None:
+    settings = load_settings(
+        {"ESCALERA_SECURITY_PROTOCOL": protocol, "ESCALERA_SASL_USERNAME": "u", "ESCALERA_SASL_PASSWORD": "p"}
+    )
+    credentials = broker_credentials(settings)
+    assert isinstance(credentials, SASLCredentials)
+    assert credentials.ssl_context is None
