@@ -91,6 +91,11 @@ def start_broker(
     owns = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="escalera-kafka-")) if data_dir is None else data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
+    for wanted in (port, controller_port):
+        if wanted and _port_open(wanted):
+            raise LocalKafkaError(
+                f"port {wanted} on 127.0.0.1 is already in use: choose another, or 0 for a free one"
+            )
     port = port or free_port()
     controller_port = controller_port or free_port()
     classpath = f"{jars}/*"
