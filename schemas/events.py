@@ -1,0 +1,269 @@
+"""Escalera's event contracts: the inbound events platforms publish and the outbound events Escalera emits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from iso4217 import Currency
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+SCHEMA_VERSION = 1
+
+# ISO 4217 codes from the maintained `iso4217` package, less the codes that are not money
+# (XTS is reserved for testing, XXX means "no currency").
+ISO_CURRENCIES: frozenset[str] = frozenset(c.code for c in Currency) - {"XTS", "XXX"}
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^(?:[^\p{C}\p{Z}]| )+$"),
+]
+"""An identifier: 1–128 printable characters (no control, format or separator characters but space)."""
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+# Strict: from JSON only an RFC 3339 string is a timestamp (not a number of seconds).
+Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_to_utc)]
+"""An RFC 3339 timestamp with an offset (naive ones are refused), normalised to UTC."""
+
+# A Literal keeps the check inside pydantic-core and gives producers an `enum` in the JSON Schema.
+if TYPE_CHECKING:
+    CurrencyCode = str
+else:
+    CurrencyCode = Literal[tuple(sorted(ISO_CURRENCIES))]
+Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=4, allow_inf_nan=False)]
+Share = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4, allow_inf_nan=False)]
+
+CustomerKind = Literal["final", "external", "internal"]
+InterestSignal = Literal["cart", "wishlist", "newsletter", "quote_request", "visit"]
+FeedbackChannel = Literal["survey", "review", "support", "complaint_form", "social"]
+Expectation = Literal["exceeded", "met", "below"]
+Step = Literal["possible", "potential", "buyer", "occasional", "habitual", "exclusive", "propagandist"]
+STEPS: tuple[Step, ...] = (
+    "possible",
+    "potential",
+    "buyer",
+    "occasional",
+    "habitual",
+    "exclusive",
+    "propagandist",
+)
+PerkType = Literal[
+    "welcome_offer",
+    "priority_service",
+    "special_offer",
+    "early_access",
+    "tailored_service",
+    "referral_reward",
+    "raffle_entry",
+    "participation_invite",
+    "service_recovery",
+    "membership_offer",
+    "win_back_offer",
+    "retention_offer",
+    "personal_attention",
+]
+Dimension = Literal[
+    "activity", "frequency", "volume", "satisfaction", "influence", "relationship", "permanent", "risk"
+]
+RejectionReason = Literal[
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "too_large",
+    "unknown_type",
+    "unsupported_version",
+    "missing_field",
+    "invalid_field",
+    "timestamp_in_future",
+    "unknown_currency",
+]
+Evidence = dict[str, str | int | bool | None]
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    schema_version: Literal[1] = Field(description="Version of this contract; only 1 exists.")
+
+
+# ---- inbound --------------------------------------------------------------------------------------
+
+
+class Traits(BaseModel):
+    """What makes a potential customer (seed 004): need, purchasing power, authority to decide."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    has_need: bool | None = None
+    can_afford: bool | None = None
+    can_decide: bool | None = None
+
+
+class CustomerRegistered(Event):
+    """A customer became known to the platform."""
+
+    type: Literal["customer.registered"]
+    kind: CustomerKind = "final"
+    traits: Traits | None = None
+    referred_by: Id | None = None
+
+
+class InterestShown(Event):
+    """A customer showed interest: cart, wishlist, newsletter, quote request or visit."""
+
+    type: Literal["customer.interest_shown"]
+    signal: InterestSignal
+
+
+class ErasureRequested(Event):
+    """The customer asked to be forgotten."""
+
+    type: Literal["customer.erasure_requested"]
+
+
+class PurchaseCompleted(Event):
+    """A purchase was completed and paid."""
+
+    type: Literal["purchase.completed"]
+    order_id: Id
+    amount: Money
+    currency: CurrencyCode
+    category: Annotated[str, StringConstraints(max_length=128)] | None = None
+    referred_by: Id | None = None
+
+
+class PurchaseRefunded(Event):
+    """All or part of a purchase was refunded."""
+
+    type: Literal["purchase.refunded"]
+    order_id: Id
+    amount: Money
+    currency: CurrencyCode
+
+
+class FeedbackReceived(Event):
+    """Feedback from a survey, review, support contact, complaint form or social post."""
+
+    type: Literal["feedback.received"]
+    channel: FeedbackChannel
+    nps: Annotated[int, Field(ge=0, le=10)] | None = None
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    expectation: Expectation | None = None
+    complaint: bool = False
+    formal: bool = False
+    public: bool = False
+    audience: Annotated[int, Field(ge=0)] = 0
+    share_of_wallet: Share | None = None
+
+
+InboundEvent = Annotated[
+    CustomerRegistered
+    | InterestShown
+    | ErasureRequested
+    | PurchaseCompleted
+    | PurchaseRefunded
+    | FeedbackReceived,
+    Field(discriminator="type"),
+]
+INBOUND_TYPES: dict[str, type[Event]] = {
+    "customer.registered": CustomerRegistered,
+    "customer.interest_shown": InterestShown,
+    "customer.erasure_requested": ErasureRequested,
+    "purchase.completed": PurchaseCompleted,
+    "purchase.refunded": PurchaseRefunded,
+    "feedback.received": FeedbackReceived,
+}
+inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
+
+
+# ---- outbound -------------------------------------------------------------------------------------
+
+
+class Decision(Event):
+    """An outbound event caused by an inbound event or by the passage of time, with its explanation."""
+
+    policy_version: str = Field(description="Hash of the effective loyalty policy.")
+    caused_by: str = Field(description="event_id of the cause, or sweep:<YYYY-MM-DD> for time-driven ones.")
+    rule: str = Field(description="Machine name of the rule that decided.")
+    explanation: str = Field(description="The decision in words a marketer can read.")
+    evidence: Evidence = Field(description="The figures that decided it, with their thresholds.")
+
+
+class PerkGranted(Decision):
+    """A perk was granted to a customer."""
+
+    type: Literal["perk.granted"]
+    perk_id: str = Field(
+        description="Deterministic id (equal to event_id): the same inputs give the same id."
+    )
+    perk: PerkType
+
+
+class StepChanged(Decision):
+    """A customer moved on the loyalty ladder."""
+
+    type: Literal["customer.step_changed"]
+    from_step: Step | None
+    to_step: Step
+
+
+class ClassificationChanged(Decision):
+    """One of a customer's classifications changed."""
+
+    type: Literal["customer.classification_changed"]
+    dimension: Dimension
+    from_value: str | None
+    to_value: str
+
+
+class RejectionSource(BaseModel):
+    """Where a rejected payload came from: a Kafka record or a line of a file."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    line: int | None = None
+
+
+class EventRejected(BaseModel):
+    """A dead letter: a payload Escalera could not accept, with the reason."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id
+    type: Literal["event.rejected"]
+    customer_id: Id | None = Field(description="The record key, when there was one.")
+    occurred_at: Timestamp
+    schema_version: Literal[1]
+    reason: RejectionReason
+    message: str = Field(description="What is wrong, naming the field.")
+    payload: str = Field(description="The raw bytes as UTF-8 (backslash-escaped where invalid), truncated.")
+    payload_truncated: bool
+    payload_size: Annotated[int, Field(ge=0)] = Field(description="Size of the raw payload in bytes.")
+    source: RejectionSource
+
+
+OutboundEvent = Annotated[
+    PerkGranted | StepChanged | ClassificationChanged | EventRejected, Field(discriminator="type")
+]
+outbound_adapter: TypeAdapter[OutboundEvent] = TypeAdapter(OutboundEvent)
