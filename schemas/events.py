@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
 )
 
 SCHEMA_VERSION = 1
@@ -43,8 +44,36 @@ if TYPE_CHECKING:
     CurrencyCode = str
 else:
     CurrencyCode = Literal[tuple(sorted(ISO_CURRENCIES))]
-Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=4, allow_inf_nan=False)]
-Share = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4, allow_inf_nan=False)]
+# The published JSON Schemas say exactly what the decoder accepts, for numbers and for decimal strings.
+_POSITIVE_DECIMAL = r"^(?=.*[1-9])\d{1,14}(\.\d{1,4})?$"
+_SHARE_DECIMAL = r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$"
+Money = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=18, decimal_places=4, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "description": "A positive amount, as a decimal string (preferred, exact) or a JSON number; "
+            "at most 4 decimal places.",
+            "anyOf": [
+                {"type": "string", "pattern": _POSITIVE_DECIMAL},
+                {"type": "number", "exclusiveMinimum": 0, "multipleOf": 0.0001},
+            ],
+        }
+    ),
+]
+Share = Annotated[
+    Decimal,
+    Field(ge=0, le=1, max_digits=6, decimal_places=4, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "description": "A share between 0 and 1, as a decimal string or a JSON number.",
+            "anyOf": [
+                {"type": "string", "pattern": _SHARE_DECIMAL},
+                {"type": "number", "minimum": 0, "maximum": 1},
+            ],
+        }
+    ),
+]
 
 CustomerKind = Literal["final", "external", "internal"]
 InterestSignal = Literal["cart", "wishlist", "newsletter", "quote_request", "visit"]

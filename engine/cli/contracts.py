@@ -1,0 +1,64 @@
+"""Commands about the event contract: `escalera validate` and `escalera schemas export`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import typer
+
+from engine.publish import read_lines
+from engine.settings import Settings
+from schemas.decoder import DecodeLimits, Rejection, decode
+
+schemas_app = typer.Typer(help="The JSON Schemas of the event contract.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the contract commands to the CLI."""
+    app.command("validate")(validate)
+    app.add_typer(schemas_app, name="schemas")
+    schemas_app.command("export")(export)
+
+
+def validate(
+    ctx: typer.Context,
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="JSON-lines file, one event per line."
+    ),
+    currencies: str | None = typer.Option(
+        None, help="Comma-separated currency codes to accept (default: every ISO 4217 code)."
+    ),
+) -> None:
+    """Check a JSON-lines file of events: one JSON line per rejected line on stdout; exit 1 if any."""
+    settings: Settings = ctx.obj
+    accepted = (
+        None if currencies is None else frozenset(c.strip() for c in currencies.split(",") if c.strip())
+    )
+    limits = DecodeLimits(
+        max_bytes=settings.max_event_bytes,
+        max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        currencies=accepted,
+    )
+    now = datetime.now(UTC)
+    total = bad = 0
+    for number, line in enumerate(read_lines(file), start=1):
+        total += 1
+        result = decode(line, now=now, limits=limits)
+        if isinstance(result, Rejection):
+            bad += 1
+            report = {"line": number, "reason": result.reason, "message": result.message}
+            sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+    typer.echo(f"{total} lines: {total - bad} valid, {bad} rejected", err=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+def export(directory: Path = typer.Argument(..., file_okay=False, help="Where to write the files.")) -> None:
+    """Write the JSON Schema of every event type into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
+    written = export_json_schemas(directory)
+    typer.echo(f"wrote {len(written)} JSON Schema files to {directory}")
