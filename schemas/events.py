@@ -127,9 +127,11 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_id: Id
-    customer_id: Id
-    occurred_at: Timestamp
+    event_id: Id = Field(
+        description="Unique id of this event; a repeated id is a redelivery and changes nothing."
+    )
+    customer_id: Id = Field(description="The customer the event is about; also the Kafka record key.")
+    occurred_at: Timestamp = Field(description="When it happened (event time), RFC 3339 with an offset.")
     schema_version: Literal[1] = Field(description="Version of this contract; only 1 exists.")
 
 
@@ -141,25 +143,27 @@ class Traits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    has_need: bool | None = None
-    can_afford: bool | None = None
-    can_decide: bool | None = None
+    has_need: bool | None = Field(None, description="Needs what we sell.")
+    can_afford: bool | None = Field(None, description="Has the purchasing power.")
+    can_decide: bool | None = Field(None, description="Has the authority to decide the purchase.")
 
 
 class CustomerRegistered(Event):
     """A customer became known to the platform."""
 
     type: Literal["customer.registered"]
-    kind: CustomerKind = "final"
-    traits: Traits | None = None
-    referred_by: Id | None = None
+    kind: CustomerKind = Field(
+        "final", description="final user, external (intermediary) or internal customer."
+    )
+    traits: Traits | None = Field(None, description="Need, purchasing power and authority, where known.")
+    referred_by: Id | None = Field(None, description="customer_id of the customer who referred this one.")
 
 
 class InterestShown(Event):
     """A customer showed interest: cart, wishlist, newsletter, quote request or visit."""
 
     type: Literal["customer.interest_shown"]
-    signal: InterestSignal
+    signal: InterestSignal = Field(description="How the interest showed.")
 
 
 class ErasureRequested(Event):
@@ -172,35 +176,45 @@ class PurchaseCompleted(Event):
     """A purchase was completed and paid."""
 
     type: Literal["purchase.completed"]
-    order_id: Id
-    amount: Money
-    currency: CurrencyCode
-    category: Annotated[str, StringConstraints(max_length=128)] | None = None
-    referred_by: Id | None = None
+    order_id: Id = Field(description="The order; refunds name it.")
+    amount: Money = Field(description="Amount paid, > 0, in `currency`.")
+    currency: CurrencyCode = Field(description="ISO 4217 code; it needs a rate in the policy.")
+    category: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        None, description="Product category."
+    )
+    referred_by: Id | None = Field(
+        None, description="Referrer, if named at the first purchase; credited when this purchase converts."
+    )
 
 
 class PurchaseRefunded(Event):
     """All or part of a purchase was refunded."""
 
     type: Literal["purchase.refunded"]
-    order_id: Id
-    amount: Money
-    currency: CurrencyCode
+    order_id: Id = Field(description="The order refunded.")
+    amount: Money = Field(description="Amount refunded, > 0; the whole amount makes the purchase not count.")
+    currency: CurrencyCode = Field(description="ISO 4217 code.")
 
 
 class FeedbackReceived(Event):
     """Feedback from a survey, review, support contact, complaint form or social post."""
 
     type: Literal["feedback.received"]
-    channel: FeedbackChannel
-    nps: Annotated[int, Field(ge=0, le=10)] | None = None
-    csat: Annotated[int, Field(ge=1, le=5)] | None = None
-    expectation: Expectation | None = None
-    complaint: bool = False
-    formal: bool = False
-    public: bool = False
-    audience: Annotated[int, Field(ge=0)] = 0
-    share_of_wallet: Share | None = None
+    channel: FeedbackChannel = Field(description="Where the feedback came from.")
+    nps: Annotated[int, Field(ge=0, le=10)] | None = Field(
+        None, description="Net Promoter Score answer, 0–10."
+    )
+    csat: Annotated[int, Field(ge=1, le=5)] | None = Field(None, description="Satisfaction score, 1–5.")
+    expectation: Expectation | None = Field(None, description="Against expectations: exceeded, met or below.")
+    complaint: bool = Field(False, description="This is a complaint.")
+    formal: bool = Field(False, description="A complaint made through a formal channel.")
+    public: bool = Field(False, description="A public statement (a review, a post).")
+    audience: Annotated[int, Field(ge=0)] = Field(
+        0, description="How many people the public statement reaches."
+    )
+    share_of_wallet: Share | None = Field(
+        None, description="Share of this kind of purchase the customer makes with us, 0–1."
+    )
 
 
 InboundEvent = Annotated[
@@ -243,24 +257,24 @@ class PerkGranted(Decision):
     perk_id: str = Field(
         description="Deterministic id (equal to event_id): the same inputs give the same id."
     )
-    perk: PerkType
+    perk: PerkType = Field(description="What the customer gets.")
 
 
 class StepChanged(Decision):
     """A customer moved on the loyalty ladder."""
 
     type: Literal["customer.step_changed"]
-    from_step: Step | None
-    to_step: Step
+    from_step: Step | None = Field(description="The step before (null when first placed).")
+    to_step: Step = Field(description="The step now.")
 
 
 class ClassificationChanged(Decision):
     """One of a customer's classifications changed."""
 
     type: Literal["customer.classification_changed"]
-    dimension: Dimension
-    from_value: str | None
-    to_value: str
+    dimension: Dimension = Field(description="Which classification changed.")
+    from_value: str | None = Field(description="The value before (null when first set).")
+    to_value: str = Field(description="The value now.")
 
 
 class RejectionSource(BaseModel):

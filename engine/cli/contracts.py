@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.add_typer(schemas_app, name="schemas")
     schemas_app.command("export")(export)
+    schemas_app.command("docs")(docs)
 
 
 def validate(
@@ -62,3 +63,14 @@ def export(directory: Path = typer.Argument(..., file_okay=False, help="Where to
 
     written = export_json_schemas(directory)
     typer.echo(f"wrote {len(written)} JSON Schema files to {directory}")
+
+
+def docs(
+    file: Path = typer.Argument(Path("docs/events.md"), dir_okay=False, help="Where to write the page."),
+) -> None:
+    """Write the events reference page (every event and field, with an example each)."""
+    from schemas.docs import events_markdown
+
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(events_markdown(Path(__file__).resolve().parents[2] / "schemas" / "examples"))
+    typer.echo(f"wrote {file}")

@@ -141,3 +141,14 @@ def test_the_asyncapi_cli_catches_a_broken_document(tmp_path: Path) -> None:
     (tmp_path / "asyncapi.yaml").write_text(broken)
     result = asyncapi_validate(tmp_path / "asyncapi.yaml", tmp_path)
     assert result.returncode != 0
+
+
+def test_the_events_page_is_current() -> None:
+    from schemas.docs import events_markdown
+
+    page = (REPO / "docs" / "events.md").read_text()
+    assert page == events_markdown(SCHEMAS / "examples"), (
+        "run `escalera schemas docs docs/events.md` and commit"
+    )
+    for event_type in EVENT_TYPES:
+        assert f"### `{event_type}`" in page
