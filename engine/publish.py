@@ -114,7 +114,5 @@ def publish(
         producer.close()
     report.seconds = time.monotonic() - began
     if report.failed:
-        raise PublishError(
-            f"{report.failed} of {report.total} records were not written: {report.first_error}"
-        )
+        raise PublishError(f"{report.failed} of {report.total} records were not written: {report.first_error}")
     return report

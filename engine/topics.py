@@ -55,9 +55,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> l
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            new = [
-                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config) for s in missing
-            ]
+            new = [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config) for s in missing]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process (or stale metadata)
                 admin.create_topics(new)
         _check_partitions(admin, specs)
@@ -77,9 +75,7 @@ def _check_partitions(admin: Any, specs: list[TopicSpec], timeout: float = 10.0)
     for spec in specs:
         found = described.get(spec.name)
         if not found:
-            raise TopicMismatchError(
-                f"topic {spec.name!r} was created but is not visible to the broker's metadata"
-            )
+            raise TopicMismatchError(f"topic {spec.name!r} was created but is not visible to the broker's metadata")
         if found != spec.partitions:
             raise TopicMismatchError(
                 f"topic {spec.name!r} has {found} partitions but ESCALERA_TOPIC_PARTITIONS is "

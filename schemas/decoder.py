@@ -172,9 +172,7 @@ def _most_telling(errors: list[ErrorDetails]) -> tuple[RejectionReason, str]:
         elif error["type"] == "missing":
             ranked.append((1, "missing_field", f"{field}: field required"))
         elif field == "currency" and error["type"] == "literal_error":
-            ranked.append(
-                (2, "unknown_currency", f"currency: {error.get('input')!r} is not an ISO 4217 code")
-            )
+            ranked.append((2, "unknown_currency", f"currency: {error.get('input')!r} is not an ISO 4217 code"))
         else:
             ranked.append((3, "invalid_field", f"{field}: {_short(error)}"))
     _, reason, message = min(ranked, key=lambda item: item[0])

@@ -104,9 +104,7 @@ PerkType = Literal[
     "retention_offer",
     "personal_attention",
 ]
-Dimension = Literal[
-    "activity", "frequency", "volume", "satisfaction", "influence", "relationship", "permanent", "risk"
-]
+Dimension = Literal["activity", "frequency", "volume", "satisfaction", "influence", "relationship", "permanent", "risk"]
 RejectionReason = Literal[
     "invalid_utf8",
     "invalid_json",
@@ -127,9 +125,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_id: Id = Field(
-        description="Unique id of this event; a repeated id is a redelivery and changes nothing."
-    )
+    event_id: Id = Field(description="Unique id of this event; a repeated id is a redelivery and changes nothing.")
     customer_id: Id = Field(description="The customer the event is about; also the Kafka record key.")
     occurred_at: Timestamp = Field(description="When it happened (event time), RFC 3339 with an offset.")
     schema_version: Literal[1] = Field(description="Version of this contract; only 1 exists.")
@@ -152,9 +148,7 @@ class CustomerRegistered(Event):
     """A customer became known to the platform."""
 
     type: Literal["customer.registered"]
-    kind: CustomerKind = Field(
-        "final", description="final user, external (intermediary) or internal customer."
-    )
+    kind: CustomerKind = Field("final", description="final user, external (intermediary) or internal customer.")
     traits: Traits | None = Field(None, description="Need, purchasing power and authority, where known.")
     referred_by: Id | None = Field(None, description="customer_id of the customer who referred this one.")
 
@@ -179,9 +173,7 @@ class PurchaseCompleted(Event):
     order_id: Id = Field(description="The order; refunds name it.")
     amount: Money = Field(description="Amount paid, > 0, in `currency`.")
     currency: CurrencyCode = Field(description="ISO 4217 code; it needs a rate in the policy.")
-    category: Annotated[str, StringConstraints(max_length=128)] | None = Field(
-        None, description="Product category."
-    )
+    category: Annotated[str, StringConstraints(max_length=128)] | None = Field(None, description="Product category.")
     referred_by: Id | None = Field(
         None, description="Referrer, if named at the first purchase; credited when this purchase converts."
     )
@@ -201,29 +193,20 @@ class FeedbackReceived(Event):
 
     type: Literal["feedback.received"]
     channel: FeedbackChannel = Field(description="Where the feedback came from.")
-    nps: Annotated[int, Field(ge=0, le=10)] | None = Field(
-        None, description="Net Promoter Score answer, 0–10."
-    )
+    nps: Annotated[int, Field(ge=0, le=10)] | None = Field(None, description="Net Promoter Score answer, 0–10.")
     csat: Annotated[int, Field(ge=1, le=5)] | None = Field(None, description="Satisfaction score, 1–5.")
     expectation: Expectation | None = Field(None, description="Against expectations: exceeded, met or below.")
     complaint: bool = Field(False, description="This is a complaint.")
     formal: bool = Field(False, description="A complaint made through a formal channel.")
     public: bool = Field(False, description="A public statement (a review, a post).")
-    audience: Annotated[int, Field(ge=0)] = Field(
-        0, description="How many people the public statement reaches."
-    )
+    audience: Annotated[int, Field(ge=0)] = Field(0, description="How many people the public statement reaches.")
     share_of_wallet: Share | None = Field(
         None, description="Share of this kind of purchase the customer makes with us, 0–1."
     )
 
 
 InboundEvent = Annotated[
-    CustomerRegistered
-    | InterestShown
-    | ErasureRequested
-    | PurchaseCompleted
-    | PurchaseRefunded
-    | FeedbackReceived,
+    CustomerRegistered | InterestShown | ErasureRequested | PurchaseCompleted | PurchaseRefunded | FeedbackReceived,
     Field(discriminator="type"),
 ]
 INBOUND_TYPES: dict[str, type[Event]] = {
@@ -254,9 +237,7 @@ class PerkGranted(Decision):
     """A perk was granted to a customer."""
 
     type: Literal["perk.granted"]
-    perk_id: str = Field(
-        description="Deterministic id (equal to event_id): the same inputs give the same id."
-    )
+    perk_id: str = Field(description="Deterministic id (equal to event_id): the same inputs give the same id.")
     perk: PerkType = Field(description="What the customer gets.")
 
 

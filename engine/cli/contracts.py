@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import typer
 
+from engine.loyalty.policy import load_policy
 from engine.publish import read_lines
 from engine.settings import Settings
 from schemas.decoder import DecodeLimits, Rejection, decode
@@ -26,18 +27,17 @@ def register(app: typer.Typer) -> None:
 
 def validate(
     ctx: typer.Context,
-    file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="JSON-lines file, one event per line."
-    ),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines file, one event per line."),
     currencies: str | None = typer.Option(
-        None, help="Comma-separated currency codes to accept (default: every ISO 4217 code)."
+        None, help="Comma-separated currency codes to accept (default: those with a rate in the policy)."
     ),
 ) -> None:
     """Check a JSON-lines file of events: one JSON line per rejected line on stdout; exit 1 if any."""
     settings: Settings = ctx.obj
-    accepted = (
-        None if currencies is None else frozenset(c.strip() for c in currencies.split(",") if c.strip())
-    )
+    if currencies is None:
+        accepted = load_policy(settings.policy_file).currencies
+    else:
+        accepted = frozenset(c.strip() for c in currencies.split(",") if c.strip())
     limits = DecodeLimits(
         max_bytes=settings.max_event_bytes,
         max_skew=timedelta(seconds=settings.max_clock_skew_seconds),

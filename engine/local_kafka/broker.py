@@ -93,9 +93,7 @@ def start_broker(
     root.mkdir(parents=True, exist_ok=True)
     for wanted in (port, controller_port):
         if wanted and _port_open(wanted):
-            raise LocalKafkaError(
-                f"port {wanted} on 127.0.0.1 is already in use: choose another, or 0 for a free one"
-            )
+            raise LocalKafkaError(f"port {wanted} on 127.0.0.1 is already in use: choose another, or 0 for a free one")
     port = port or free_port()
     controller_port = controller_port or free_port()
     classpath = f"{jars}/*"

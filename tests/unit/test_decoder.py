@@ -143,9 +143,7 @@ def test_a_timestamp_beyond_the_allowed_skew_is_in_the_future() -> None:
     limits = DecodeLimits(max_skew=timedelta(minutes=5))
     just_inside = (NOW + timedelta(minutes=4, seconds=59)).isoformat()
     just_outside = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
-    assert isinstance(
-        decode(encode(purchase(occurred_at=just_inside)), now=NOW, limits=limits), PurchaseCompleted
-    )
+    assert isinstance(decode(encode(purchase(occurred_at=just_inside)), now=NOW, limits=limits), PurchaseCompleted)
     rejection = rejected(encode(purchase(occurred_at=just_outside)), limits)
     assert rejection.reason == "timestamp_in_future"
     assert "occurred_at" in rejection.message

@@ -25,9 +25,9 @@ LIMITS = DecodeLimits(max_bytes=64 * 1024, max_skew=timedelta(minutes=5))
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ids = st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]), min_size=1, max_size=40)
-timestamps = st.datetimes(
-    min_value=datetime(2020, 1, 1), max_value=datetime(2026, 5, 31), timezones=st.just(UTC)
-).map(lambda moment: moment.isoformat())
+timestamps = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 5, 31), timezones=st.just(UTC)).map(
+    lambda moment: moment.isoformat()
+)
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999"), places=2).map(str)
 currencies = st.sampled_from(sorted(ISO_CURRENCIES))
 
@@ -135,9 +135,7 @@ def test_dropping_a_required_field_is_rejected(event: dict[str, Any], data: st.D
 
 @FUZZ
 @given(valid_events, st.data(), wrong_values)
-def test_a_wrong_value_anywhere_never_slips_through(
-    event: dict[str, Any], data: st.DataObject, value: Any
-) -> None:
+def test_a_wrong_value_anywhere_never_slips_through(event: dict[str, Any], data: st.DataObject, value: Any) -> None:
     field = data.draw(st.sampled_from(sorted(event)))
     event[field] = value
     check(json.dumps(event).encode())  # stdlib json: it also writes integers beyond 64 bits

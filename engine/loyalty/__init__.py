@@ -1,0 +1,26 @@
+"""The pure loyalty core: ladder, classifications and perks. It imports neither Faust nor Kafka, does no
+I/O and never reads the wall clock: time is always an argument."""
+
+from engine.loyalty.evolve import boundary_after, evolve, next_due, sweep
+from engine.loyalty.outcome import Decision, Outcome, ReferralCredited
+from engine.loyalty.perks import SuppressedPerk
+from engine.loyalty.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from engine.loyalty.population import Population
+from engine.loyalty.state import CustomerState
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "CustomerState",
+    "Decision",
+    "Outcome",
+    "Policy",
+    "PolicyError",
+    "Population",
+    "ReferralCredited",
+    "SuppressedPerk",
+    "boundary_after",
+    "evolve",
+    "load_policy",
+    "next_due",
+    "sweep",
+]

@@ -1,0 +1,79 @@
+"""Perks (seed 001): what triggers them, their deterministic ids, the cooldown and the cap."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from engine.loyalty.policy import Policy
+from engine.loyalty.state import CustomerState
+from schemas.events import Evidence, PerkGranted, PerkType
+
+ON_ENTERING: dict[str, tuple[PerkType, ...]] = {
+    "buyer": ("welcome_offer",),
+    "habitual": ("priority_service", "special_offer"),
+    "exclusive": ("early_access", "tailored_service"),
+    "propagandist": ("referral_reward", "raffle_entry", "participation_invite"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressedPerk:
+    """A perk the rules called for but the limits held back: counted and explained, never lost silently."""
+
+    perk: str
+    rule: str
+    reason: Literal["cooldown", "cap"]
+    perk_id: str
+    customer_id: str
+    occurred_at: datetime
+    caused_by: str
+    explanation: str
+
+
+def perk_id(customer_id: str, rule: str, perk: str, caused_by: str) -> str:
+    """Derived only from its inputs, so a replay or a redelivery yields the same id."""
+    digest = hashlib.sha256(f"{customer_id}|{rule}|{perk}|{caused_by}".encode()).hexdigest()
+    return f"perk-{digest[:24]}"
+
+
+def offer(
+    state: CustomerState,
+    perk: PerkType,
+    rule: str,
+    explanation: str,
+    evidence: Evidence,
+    at: datetime,
+    caused_by: str,
+    policy: Policy,
+) -> PerkGranted | SuppressedPerk:
+    """Grant `perk` unless one of its type was granted within the cooldown, or the cap is reached."""
+    limits = policy.perks
+    keep = timedelta(days=max(limits.cooldown_days, limits.cap_period_days))
+    state.perks = [(p, t) for p, t in state.perks if at - t < keep]
+    pid = perk_id(state.customer_id, rule, perk, caused_by)
+    cooldown = timedelta(days=limits.cooldown_days)
+    if any(p == perk and at - t < cooldown for p, t in state.perks):
+        why = f"Held back: a {perk} was already granted in the last {limits.cooldown_days} days."
+        return SuppressedPerk(perk, rule, "cooldown", pid, state.customer_id, at, caused_by, why)
+    period = timedelta(days=limits.cap_period_days)
+    if sum(1 for _, t in state.perks if at - t < period) >= limits.cap:
+        why = f"Held back: {limits.cap} perks were already granted in the last {limits.cap_period_days} days."
+        return SuppressedPerk(perk, rule, "cap", pid, state.customer_id, at, caused_by, why)
+    state.perks.append((perk, at))
+    return PerkGranted(
+        event_id=pid,
+        type="perk.granted",
+        perk_id=pid,
+        perk=perk,
+        customer_id=state.customer_id,
+        occurred_at=at,
+        schema_version=1,
+        policy_version=policy.version,
+        caused_by=caused_by,
+        rule=rule,
+        explanation=explanation,
+        evidence=evidence,
+    )

@@ -1,0 +1,161 @@
+"""The loyalty policy: every number of the rules, defaults exactly as DOMAIN.md, overridable by a YAML file."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from engine.errors import EscaleraError
+
+Days = Annotated[int, Field(gt=0, le=3650)]
+Ratio = Annotated[Decimal, Field(ge=0, le=1)]
+
+
+class PolicyError(EscaleraError):
+    """The policy file is missing, unreadable or holds a value the rules cannot use."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ladder(_Part):
+    """Thresholds of the seven steps (seed 003)."""
+
+    window_days: Days = 365
+    occasional_min_purchases: PositiveInt = 2
+    habitual_min_purchases: PositiveInt = 4
+    habitual_max_median_gap_days: Days = 60
+    exclusive_min_share_of_wallet: Ratio = Decimal("0.8")
+    propagandist_min_referrals: PositiveInt = 1
+    propagandist_min_nps: Annotated[int, Field(ge=0, le=10)] = 9
+    demotion_grace_days: Days = 30
+    at_risk_overdue_factor: Annotated[Decimal, Field(gt=1, le=10)] = Decimal("1.5")
+
+
+class Classification(_Part):
+    """Thresholds of the other dimensions (seeds 000, 001, 004)."""
+
+    inactive_after_days: Days = 180
+    frequent_min_purchases: PositiveInt = 6
+    frequent_max_median_gap_days: Days = 30
+    high_volume_share: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.8")
+    negative_weight: PositiveInt = 12
+    delighted_min_score: PositiveInt = 12
+    high_influence_audience: PositiveInt = 10_000
+    high_influence_referrals: PositiveInt = 5
+    regular_influence_audience: PositiveInt = 500
+    regular_influence_referrals: PositiveInt = 1
+    permanent_after_days: Days = 3 * 365
+
+
+class Experience(_Part):
+    """What makes a feedback event positive or negative (DOMAIN.md §2)."""
+
+    positive_min_nps: Annotated[int, Field(ge=0, le=10)] = 9
+    negative_max_nps: Annotated[int, Field(ge=0, le=10)] = 6
+    positive_min_csat: Annotated[int, Field(ge=1, le=5)] = 4
+    negative_max_csat: Annotated[int, Field(ge=1, le=5)] = 2
+
+
+class Perks(_Part):
+    """Perk limits (seed 001): one of a type per cooldown, a cap per period."""
+
+    cooldown_days: Days = 30
+    cap: PositiveInt = 3
+    cap_period_days: Days = 30
+
+
+class Operations(_Part):
+    """Figures for reports (seed 001)."""
+
+    silent_unhappy_share: Ratio = Decimal("0.70")
+    formal_complaint_share: Ratio = Decimal("0.02")
+    satisfied_tell: Annotated[Decimal, Field(ge=0)] = Decimal("4.5")
+    dissatisfied_tell: Annotated[Decimal, Field(ge=0)] = Decimal("9.5")
+
+
+class Currency(_Part):
+    """The base currency and the rates that convert to it (illustrative defaults: set real ones)."""
+
+    base: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    rates: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")], Annotated[Decimal, Field(gt=0)]] = Field(
+        default_factory=lambda: {
+            "EUR": Decimal("1"),
+            "USD": Decimal("0.92"),
+            "GBP": Decimal("1.17"),
+            "MXN": Decimal("0.051"),
+            "ARS": Decimal("0.00095"),
+            "COP": Decimal("0.00023"),
+            "CLP": Decimal("0.00098"),
+        }
+    )
+
+    @model_validator(mode="after")
+    def _base_has_rate_one(self) -> Currency:
+        if self.rates.get(self.base) != Decimal(1):
+            raise ValueError(f"rates must give the base currency {self.base} a rate of 1")
+        return self
+
+
+class Policy(_Part):
+    """The effective loyalty policy."""
+
+    ladder: Ladder = Ladder()
+    classification: Classification = Classification()
+    experience: Experience = Experience()
+    perks: Perks = Perks()
+    operations: Operations = Operations()
+    currency: Currency = Currency()
+    dedup_memory: Annotated[int, Field(ge=16, le=100_000)] = 256
+    max_tracked_purchases: Annotated[int, Field(ge=8, le=10_000)] = 200
+    max_tracked_feedback: Annotated[int, Field(ge=8, le=10_000)] = 200
+
+    @cached_property
+    def version(self) -> str:
+        """A hash of the effective policy: outputs carry it so every decision names its rules."""
+        return hashlib.sha256(orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        """The currencies with a rate: purchases in any other are rejected."""
+        return frozenset(self.currency.rates)
+
+    def to_base(self, amount: Decimal, currency: str) -> Decimal:
+        """An amount in the base currency (cent precision is kept by the rate table's own precision)."""
+        return amount * self.currency.rates[currency]
+
+    def to_yaml(self) -> str:
+        """The effective policy as YAML, ready to save and edit."""
+        data = orjson.loads(orjson.dumps(self.model_dump(mode="json")))
+        return f"# Escalera loyalty policy, version {self.version}\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+DEFAULT_POLICY = Policy()
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The policy in `path` (YAML; missing keys keep their defaults), or the defaults when `path` is None."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        data: Any = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise PolicyError(f"cannot read the policy file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"the policy file {path} must hold a mapping of settings")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        raise PolicyError(f"invalid policy file {path}: {problems}") from None

@@ -1,0 +1,95 @@
+"""A customer's state: the facts the rules need, bounded in size, and the classifications they gave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+# (order_id, occurred_at, amount in base currency, refunded in base currency)
+Purchase = tuple[str, datetime, Decimal, Decimal]
+# (occurred_at, positive, negative, exceeded expectations, NPS at the top, public positive statement)
+Feedback = tuple[datetime, bool, bool, bool, bool, bool]
+# (perk, granted at)
+PerkGrant = tuple[str, datetime]
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything Escalera keeps about one customer; no history beyond the rolling window and a few ids."""
+
+    customer_id: str
+    clock: datetime
+    kind: str = "final"
+    has_need: bool = False
+    can_afford: bool = False
+    can_decide: bool = False
+    referred_by: str | None = None
+    has_purchased: bool = False
+    last_purchase_at: datetime | None = None
+    last_interest_at: datetime | None = None
+    purchases: list[Purchase] = field(default_factory=list)
+    feedback: list[Feedback] = field(default_factory=list)
+    share_of_wallet: Decimal | None = None
+    audience: int = 0
+    converted_referrals: int = 0
+    formal_complaints: int = 0
+    informal_complaints: int = 0
+    step: str | None = None  # None until first placed on the ladder
+    demotion_pending_since: datetime | None = None
+    strong_since: datetime | None = None
+    activity: str = "never"
+    frequency: str = "none"
+    volume: str = "none"
+    satisfaction: str = "unknown"
+    influence: str = "none"
+    relationship: str = "unknown"
+    permanent: bool = False
+    risk: str = "none"
+    perks: list[PerkGrant] = field(default_factory=list)
+    seen_ids: list[str] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def copy(self) -> CustomerState:
+        """A copy whose lists can change without touching this one."""
+        clone = CustomerState.__new__(CustomerState)
+        for name in _FIELDS:
+            value = getattr(self, name)
+            setattr(clone, name, value.copy() if isinstance(value, list) else value)
+        return clone
+
+    def to_json(self) -> bytes:
+        """The state as JSON bytes (decimals as strings, times as RFC 3339); `from_json` reads it back exactly."""
+        return orjson.dumps({name: getattr(self, name) for name in _FIELDS}, default=_encode)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CustomerState:
+        """The state `to_json` wrote."""
+        data = orjson.loads(raw)
+        for name in (
+            "clock",
+            "last_purchase_at",
+            "last_interest_at",
+            "demotion_pending_since",
+            "strong_since",
+        ):
+            if data[name] is not None:
+                data[name] = datetime.fromisoformat(data[name])
+        if data["share_of_wallet"] is not None:
+            data["share_of_wallet"] = Decimal(data["share_of_wallet"])
+        data["purchases"] = [(o, datetime.fromisoformat(t), Decimal(a), Decimal(r)) for o, t, a, r in data["purchases"]]
+        data["feedback"] = [(datetime.fromisoformat(t), *flags) for t, *flags in data["feedback"]]
+        data["perks"] = [(perk, datetime.fromisoformat(t)) for perk, t in data["perks"]]
+        return cls(**data)
+
+
+_FIELDS = tuple(f.name for f in fields(CustomerState))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
