@@ -1,7 +1,94 @@
-"""Placeholder: filled in by the issue that owns these commands."""
+"""Commands of the loyalty core: `escalera policy show`, `escalera simulate`, `escalera replay`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from engine.errors import EscaleraError
+from engine.loyalty import load_policy
+from engine.settings import Settings
+from engine.simulation import DEFAULT_END, SimulationSpec, write
+
+policy_app = typer.Typer(help="The loyalty policy (every number of the rules).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `escalera` CLI."""
+    """Add the loyalty core's commands to the CLI."""
+    app.add_typer(policy_app, name="policy")
+    policy_app.command("show")(policy_show)
+    app.command("simulate")(simulate)
+    app.command("replay")(replay)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EscaleraError(f"{text!r} is not an RFC 3339 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def policy_show(
+    ctx: typer.Context,
+    policy: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Policy file (default: ESCALERA_POLICY_FILE)."
+    ),
+) -> None:
+    """Print the effective policy as YAML, with its version."""
+    settings: Settings = ctx.obj
+    typer.echo(load_policy(policy or settings.policy_file).to_yaml(), nl=False)
+
+
+def simulate(
+    customers: int = typer.Option(1000, min=1, help="Customers to simulate (referred friends come on top)."),
+    days: int = typer.Option(365, min=1, help="Days of history."),
+    seed: int = typer.Option(1, help="Random seed: the same seed gives the same file."),
+    out: Path = typer.Option(..., dir_okay=False, help="Where to write the JSON lines."),
+    duplicates: float = typer.Option(0.0, min=0, max=1, help="Fraction of lines repeated a little later."),
+    malformed: float = typer.Option(0.0, min=0, max=1, help="Fraction of broken lines mixed in."),
+    end: str = typer.Option(DEFAULT_END.isoformat(), help="End of the simulated period (RFC 3339)."),
+) -> None:
+    """Write a realistic, deterministic synthetic population as JSON lines of inbound events."""
+    spec = SimulationSpec(customers, days, seed, _timestamp(end), duplicates, malformed)
+    lines = write(spec, out)
+    typer.echo(f"wrote {lines} lines to {out}")
+
+
+def replay(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines event file."),
+    out: Path = typer.Option(..., file_okay=False, help="Directory for the outputs."),
+    policy: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Policy file (default: ESCALERA_POLICY_FILE)."
+    ),
+    as_of: str | None = typer.Option(None, help="Final sweep time (default: the latest occurred_at in the file)."),
+) -> None:
+    """Run the loyalty core over an event file in file order, with event time as the clock."""
+    from engine.replay_output import replay_file
+    from schemas.decoder import DecodeLimits
+
+    settings: Settings = ctx.obj
+    effective = load_policy(policy or settings.policy_file)
+    limits = DecodeLimits(
+        max_bytes=settings.max_event_bytes,
+        max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        currencies=effective.currencies,
+    )
+    moment = None if as_of is None else _timestamp(as_of)
+    with Progress(
+        TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True)
+    ) as progress:
+        task = progress.add_task("replay", total=file.stat().st_size)
+        report = replay_file(
+            file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n)
+        )
+    steps = ", ".join(f"{step} {count}" for step, count in report["steps"].items())
+    typer.echo(
+        f"{report['customers']} customers ({steps}); {sum(report['perks_granted'].values())} perks granted, "
+        f"{sum(report['rejections'].values())} lines rejected; outputs in {out}"
+    )

@@ -1,0 +1,44 @@
+"""A customer as marketers and the query API see them: every dimension, the figures, recent decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.loyalty.figures import figures
+from engine.loyalty.policy import Policy
+from engine.loyalty.state import CustomerState
+
+
+def view(state: CustomerState, policy: Policy) -> dict[str, Any]:
+    """JSON-ready view of a customer at their own clock."""
+    f = figures(state, state.clock, policy)
+    return {
+        "customer_id": state.customer_id,
+        "step": state.step or "possible",
+        "activity": state.activity,
+        "frequency": state.frequency,
+        "volume": state.volume,
+        "satisfaction": state.satisfaction,
+        "influence": state.influence,
+        "relationship": state.relationship,
+        "kind": state.kind,
+        "permanent": state.permanent,
+        "risk": state.risk,
+        "as_of": state.clock.isoformat(),
+        "figures": {
+            "purchases_in_window": f.purchases_in_window,
+            "median_gap_days": None if f.median_gap_days is None else round(f.median_gap_days, 1),
+            "window_spend": str(f.window_spend),
+            "base_currency": policy.currency.base,
+            "days_since_last_purchase": f.days_since_last_purchase,
+            "satisfaction_score": f.satisfaction_score(policy),
+            "positive_experiences": f.positives,
+            "negative_experiences": f.negatives,
+            "converted_referrals": state.converted_referrals,
+            "audience": state.audience,
+            "share_of_wallet": None if state.share_of_wallet is None else str(state.share_of_wallet),
+            "formal_complaints": state.formal_complaints,
+            "informal_complaints": state.informal_complaints,
+        },
+        "recent_decisions": list(state.decisions),
+    }

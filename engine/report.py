@@ -1,0 +1,62 @@
+"""The replay's summary: customers per step and dimension, perks, rejections, and the operations figures."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from engine.loyalty import CustomerState, Policy
+from engine.replay import Tally
+from schemas.events import STEPS
+
+DIMENSIONS = ("activity", "frequency", "volume", "satisfaction", "influence", "relationship", "kind", "risk")
+
+
+def summary(states: Iterable[CustomerState], tally: Tally, policy: Policy, as_of: datetime) -> dict[str, Any]:
+    """Counts and figures over the whole population, JSON-ready."""
+    customers = list(states)
+    steps = Counter(state.step or "possible" for state in customers)
+    ops = policy.operations
+    formal = sum(state.formal_complaints for state in customers)
+    per_formal = Decimal(1) / ((1 - ops.silent_unhappy_share) * ops.formal_complaint_share)
+    happy = sum(state.satisfaction in {"satisfied", "delighted"} for state in customers)
+    unhappy = sum(state.satisfaction == "dissatisfied" for state in customers)
+    return {
+        "as_of": as_of.isoformat(),
+        "policy_version": policy.version,
+        "lines": tally.lines,
+        "events": tally.events,
+        "duplicates_ignored": tally.duplicates,
+        "customers": len(customers),
+        "customers_erased": tally.erased,
+        "steps": {step: steps.get(step, 0) for step in STEPS},
+        **{dim: dict(sorted(Counter(str(getattr(s, dim)) for s in customers).items())) for dim in DIMENSIONS},
+        "permanent": sum(state.permanent for state in customers),
+        "perks_granted": dict(sorted(tally.perks_granted.items())),
+        "perks_suppressed": dict(sorted(tally.perks_suppressed.items())),
+        "transitions": dict(sorted(tally.transitions.items())),
+        "rejections": dict(sorted(tally.rejections.items())),
+        "complaints": {
+            "formal": formal,
+            "informal": sum(state.informal_complaints for state in customers),
+            "unhappy_customers_per_formal_complaint": str(per_formal.quantize(Decimal("0.1"))),
+            "estimated_unhappy_customers": str((formal * per_formal).quantize(Decimal(1))),
+            "explanation": (
+                f"{ops.silent_unhappy_share:.0%} of unhappy customers never complain and only "
+                f"{ops.formal_complaint_share:.0%} of those who do use a formal channel: each formal complaint "
+                f"stands for about {per_formal:.0f} unhappy customers."
+            ),
+        },
+        "word_of_mouth": {
+            "satisfied_customers": happy,
+            "dissatisfied_customers": unhappy,
+            "expected_net_mentions": str(happy * ops.satisfied_tell - unhappy * ops.dissatisfied_tell),
+            "explanation": (
+                f"A satisfied customer tells about {ops.satisfied_tell} people, a dissatisfied one about "
+                f"{ops.dissatisfied_tell}."
+            ),
+        },
+    }
