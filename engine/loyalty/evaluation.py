@@ -92,7 +92,10 @@ def _ladder(
             out,
         )
         start = 0 if current is None else rank(current) + 1
-        for entered in STEPS[start : rank(verdict.step) + 1]:
+        entered_steps = STEPS[start : rank(verdict.step) + 1]
+        # Crossed steps earn their perks only if their own rule holds (a buyer who refers a friend
+        # becomes a propagandist without ever being habitual).
+        for entered in [s for s in entered_steps if rank(s) <= rank(verdict.base) or s == verdict.step]:
             for perk in ON_ENTERING.get(entered, ()):
                 perks.setdefault(perk, (f"enters.{entered}", f"Entered the {entered} step.", {"step": entered}))
         state.demotion_pending_since = None

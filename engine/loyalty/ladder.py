@@ -20,6 +20,7 @@ class StepVerdict:
     rule: str
     explanation: str
     evidence: Evidence
+    base: str = ""  # the step by purchases alone (propagandist aside): crossed steps up to it really hold
 
 
 def rank(step: str) -> int:
@@ -51,11 +52,17 @@ def step_for(state: CustomerState, f: Figures, satisfaction: str, policy: Policy
                 "satisfaction": satisfaction,
                 "step_without_advocacy": base.step,
             },
+            base=base.step,
         )
     return base
 
 
 def _base_step(state: CustomerState, f: Figures, policy: Policy) -> StepVerdict:
+    verdict = _purchase_step(state, f, policy)
+    return StepVerdict(verdict.step, verdict.rule, verdict.explanation, verdict.evidence, verdict.step)
+
+
+def _purchase_step(state: CustomerState, f: Figures, policy: Policy) -> StepVerdict:
     p = policy.ladder
     n, gap, days = f.purchases_in_window, f.median_gap_days, p.window_days
     habitual = n >= p.habitual_min_purchases and gap is not None and gap <= p.habitual_max_median_gap_days
