@@ -1,0 +1,105 @@
+"""The offline replay: deterministic, resumable, and its outputs say what the simulation put in."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.loyalty import DEFAULT_POLICY
+from engine.replay import Replay
+from engine.simulation import SimulationSpec, simulate
+from schemas.decoder import DecodeLimits
+
+NOW = datetime(2026, 7, 1, tzinfo=UTC)
+LIMITS = DecodeLimits(currencies=DEFAULT_POLICY.currencies)
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return list(simulate(SimulationSpec(customers=150, days=400, seed=3, duplicates=0.02, malformed=0.02)))
+
+
+def run_replay(lines: list[bytes], split: int | None = None) -> tuple[list[str], list[str], dict[str, bytes]]:
+    decisions: list[str] = []
+    rejected: list[str] = []
+    replay = Replay(DEFAULT_POLICY, LIMITS, NOW, lambda d: decisions.append(d.model_dump_json()),
+                    lambda r: rejected.append(r.model_dump_json()))  # fmt: skip
+    if split is not None:
+        for line in lines[:split]:
+            replay.feed(line)
+        saved = replay.snapshot()
+        replay = Replay(DEFAULT_POLICY, LIMITS, NOW, lambda d: decisions.append(d.model_dump_json()),
+                        lambda r: rejected.append(r.model_dump_json()))  # fmt: skip
+        replay.restore(saved)
+        lines = lines[split:]
+    for line in lines:
+        replay.feed(line)
+    replay.finish()
+    return decisions, rejected, {cid: state.to_json() for cid, state in replay.states.items()}
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.93])
+def test_a_replay_split_in_two_and_resumed_equals_one_whole_replay(lines: list[bytes], fraction: float) -> None:
+    whole = run_replay(lines)
+    resumed = run_replay(lines, split=int(len(lines) * fraction))
+    assert resumed == whole
+
+
+def test_the_simulation_is_deterministic_for_a_seed() -> None:
+    spec = SimulationSpec(customers=40, days=100, seed=9, duplicates=0.05, malformed=0.05)
+    assert list(simulate(spec)) == list(simulate(spec))
+    assert list(simulate(spec)) != list(simulate(SimulationSpec(customers=40, days=100, seed=10)))
+
+
+def test_simulate_then_replay_from_the_command_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events = tmp_path / "events.jsonl"
+    made = runner.invoke(app, ["simulate", "--customers", "200", "--days", "365", "--seed", "5", "--out", str(events),
+                               "--duplicates", "0.02", "--malformed", "0.02"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    lines = events.read_bytes().splitlines()
+    assert len(lines) > 2000
+
+    first = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "a")])
+    second = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "b")])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    files = ["customers.jsonl", "perks.jsonl", "transitions.jsonl", "rejected.jsonl", "summary.json", "funnel.png"]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    customers = [json.loads(line) for line in (tmp_path / "a" / "customers.jsonl").read_text().splitlines()]
+    assert sum(summary["steps"].values()) == summary["customers"] == len(customers)
+    for dimension in ("activity", "satisfaction", "relationship", "volume"):
+        assert sum(summary[dimension].values()) == len(customers)
+    rejected = (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()
+    assert sum(summary["rejections"].values()) == len(rejected) > 0
+    valid = summary["events"]
+    assert valid + len(rejected) == len(lines) == summary["lines"]
+    assert summary["duplicates_ignored"] > 0
+    perks = [json.loads(line) for line in (tmp_path / "a" / "perks.jsonl").read_text().splitlines()]
+    assert len(perks) == sum(summary["perks_granted"].values())
+    assert len({p["perk_id"] for p in perks}) == len(perks)
+    assert all(p["explanation"] and p["evidence"] for p in perks)
+    assert summary["complaints"]["unhappy_customers_per_formal_complaint"] == "166.7"
+    assert (tmp_path / "a" / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Archetypes end where they should: some customers reached every step.
+    assert all(summary["steps"][step] > 0 for step in ("potential", "buyer", "occasional", "habitual"))
+
+
+def test_policy_show_prints_the_defaults_and_an_invalid_file_names_its_key(tmp_path: Path) -> None:
+    runner = CliRunner()
+    shown = runner.invoke(app, ["policy", "show"])
+    assert shown.exit_code == 0
+    assert f"version {DEFAULT_POLICY.version}" in shown.stdout
+    assert "habitual_max_median_gap_days: 60" in shown.stdout and "negative_weight: 12" in shown.stdout
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("ladder:\n  habitual_min_purchases: 0\n")
+    result = runner.invoke(app, ["policy", "show", "--policy", str(bad)])
+    assert result.exit_code != 0
+    assert "ladder.habitual_min_purchases" in str(result.exception)
