@@ -31,33 +31,50 @@ def replay_file(
     on_line: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Replay `source` into `out`; the same input and policy always give byte-identical files."""
-    out.mkdir(parents=True, exist_ok=True)
-    with (
-        (out / "perks.jsonl").open("wb") as perks,
-        (out / "transitions.jsonl").open("wb") as transitions,
-        (out / "rejected.jsonl").open("wb") as rejected,
-    ):
-
-        def on_decision(decision: Decision) -> None:
-            target = perks if decision.type == "perk.granted" else transitions
-            target.write(decision.model_dump_json().encode() + b"\n")
-
-        def on_rejected(letter: EventRejected) -> None:
-            rejected.write(letter.model_dump_json().encode() + b"\n")
-
-        replay = Replay(policy, limits, now, on_decision, on_rejected)
+    with DecisionFiles(out) as files:
+        replay = Replay(policy, limits, now, files.decision, files.rejected)
         for line in read_lines(source):
             replay.feed(line)
             if on_line is not None:
                 on_line(len(line) + 1)
         replay.finish(as_of)
-    moment = as_of or replay.clock or now
+    return write_outputs(replay, out, policy, as_of or replay.clock or now)
+
+
+class DecisionFiles:
+    """perks.jsonl, transitions.jsonl and rejected.jsonl, written as decisions come."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+
+    def __enter__(self) -> DecisionFiles:
+        self.perks = (self.out / "perks.jsonl").open("wb")
+        self.transitions = (self.out / "transitions.jsonl").open("wb")
+        self.dead_letters = (self.out / "rejected.jsonl").open("wb")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in (self.perks, self.transitions, self.dead_letters):
+            handle.close()
+
+    def decision(self, decision: Decision) -> None:
+        """Append a perk or a transition."""
+        target = self.perks if decision.type == "perk.granted" else self.transitions
+        target.write(decision.model_dump_json().encode() + b"\n")
+
+    def rejected(self, letter: EventRejected) -> None:
+        """Append a dead letter."""
+        self.dead_letters.write(letter.model_dump_json().encode() + b"\n")
+
+
+def write_outputs(replay: Replay, out: Path, policy: Policy, moment: datetime) -> dict[str, Any]:
+    """customers.jsonl, summary.json and funnel.png from a finished replay; returns the summary."""
     with (out / "customers.jsonl").open("wb") as customers:
         for customer_id in sorted(replay.states):
             customers.write(orjson.dumps(view(replay.states[customer_id], policy), option=JSON) + b"\n")
     report = summary(replay.states.values(), replay.tally, policy, moment)
     (out / "summary.json").write_bytes(orjson.dumps(report, option=JSON | orjson.OPT_INDENT_2) + b"\n")
-    draw_funnel(
-        report["steps"], out / "funnel.png", f"Escalera ladder as of {moment.date()} ({len(replay.states)} customers)"
-    )
+    title = f"Escalera ladder as of {moment.date()} ({len(replay.states)} customers)"
+    draw_funnel(report["steps"], out / "funnel.png", title)
     return report

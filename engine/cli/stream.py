@@ -16,6 +16,7 @@ from engine.topics import ensure_topics
 def register(app: typer.Typer) -> None:
     """Add the Kafka commands to the CLI."""
     app.command("publish")(publish_command)
+    app.command("demo")(demo_command)
 
 
 def _count_lines(path: Path) -> int:
@@ -43,4 +44,23 @@ def publish_command(
     typer.echo(
         f"published {report.total} records in {report.seconds:.1f} s ({per_topic}); "
         f"{report.unkeyed} unreadable lines sent unkeyed for the engine to dead-letter"
+    )
+
+
+def demo_command(
+    ctx: typer.Context,
+    customers: int = typer.Option(500, min=1, help="Customers to simulate."),
+    seed: int = typer.Option(1, help="Simulation seed."),
+    rate: float = typer.Option(2000.0, min=1, help="Events published per second."),
+    duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: when every event is in)."),
+    out: Path = typer.Option(Path("escalera-demo"), file_okay=False, help="Where the outputs go."),
+) -> None:
+    """Start a local Kafka, publish a simulated shop to it, and watch customers climb the ladder live."""
+    from engine.demo import DemoSpec, run_demo
+
+    spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
+    where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
+    typer.echo(
+        f"outputs in {where}/: customers.jsonl, perks.jsonl, transitions.jsonl, rejected.jsonl, summary.json, "
+        "funnel.png"
     )

@@ -22,6 +22,7 @@ MAX_DECISIONS = 10
 def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
     """Run the ladder and the classifications at `at` (not volume: it needs the population)."""
     f = figures(state, at, policy)
+    state.median_gap_days = f.median_gap_days
     perks: dict[PerkType, tuple[str, str, Evidence]] = {}
 
     satisfaction = rules.satisfaction(f, policy)

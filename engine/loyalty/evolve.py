@@ -57,32 +57,44 @@ def sweep(state: CustomerState, now: datetime, policy: Policy, population: Popul
 
 def next_due(state: CustomerState, policy: Policy) -> datetime | None:
     """The next day boundary at which the passage of time could change something (volume aside)."""
-    clock = state.clock
+    # A moment m is evaluated at boundary_after(m); that boundary is still ahead of the clock iff m is
+    # later than the last midnight at or before the clock.
+    floor = _midnight(state.clock)
     window = timedelta(days=policy.ladder.window_days)
     candidates: list[datetime] = []
-    candidates += [t + window for _, t, amount, refunded in state.purchases if refunded < amount]
-    candidates += [f[0] + window for f in state.feedback if f[1] or f[2] or f[3] or f[4] or f[5]]
+    for _, bought, amount, refunded in state.purchases:  # in time order: the first one ahead is enough
+        if refunded < amount and bought + window > floor:
+            candidates.append(bought + window)
+            break
+    for feedback in state.feedback:
+        if any(feedback[1:]) and feedback[0] + window > floor:
+            candidates.append(feedback[0] + window)
+            break
     if state.last_interest_at is not None:
         candidates.append(state.last_interest_at + window)
     if state.last_purchase_at is not None:
         inactive = policy.classification.inactive_after_days
         candidates.append(state.last_purchase_at + timedelta(days=inactive + 1))
-        gap = _median_gap_days(state, policy)
-        if gap is not None and state.step in {"habitual", "exclusive"}:
-            overdue = math.floor(gap * float(policy.ladder.at_risk_overdue_factor)) + 1
-            candidates.append(state.last_purchase_at + timedelta(days=overdue))
+        if state.step in {"habitual", "exclusive"}:
+            gap = state.median_gap_days  # kept by the last evaluation, which ran at `clock`
+            if gap is not None:
+                overdue = math.floor(gap * float(policy.ladder.at_risk_overdue_factor)) + 1
+                candidates.append(state.last_purchase_at + timedelta(days=overdue))
     if state.demotion_pending_since is not None:
         candidates.append(state.demotion_pending_since + timedelta(days=policy.ladder.demotion_grace_days))
     if state.strong_since is not None and not state.permanent:
         candidates.append(state.strong_since + timedelta(days=policy.classification.permanent_after_days))
-    boundaries = [boundary_after(moment) for moment in candidates]
-    later = [b for b in boundaries if b > clock]
-    return min(later) if later else None
+    ahead = [moment for moment in candidates if moment > floor]
+    return boundary_after(min(ahead)) if ahead else None
+
+
+def _midnight(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
 
 
 def boundary_after(moment: datetime) -> datetime:
     """The first UTC midnight at or after `moment`."""
-    midnight = datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+    midnight = _midnight(moment)
     return midnight if midnight == moment else midnight + timedelta(days=1)
 
 
@@ -94,9 +106,3 @@ def _catch_up(state: CustomerState, until: datetime, policy: Policy, out: Record
             return
         state.clock = due
         evaluate(state, due, f"sweep:{due.date().isoformat()}", policy, out)
-
-
-def _median_gap_days(state: CustomerState, policy: Policy) -> float | None:
-    from engine.loyalty.figures import figures
-
-    return figures(state, state.clock, policy).median_gap_days

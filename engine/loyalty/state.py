@@ -49,6 +49,7 @@ class CustomerState:
     relationship: str = "unknown"
     permanent: bool = False
     risk: str = "none"
+    median_gap_days: float | None = None  # as of the last evaluation (at `clock`), for the at-risk due time
     perks: list[PerkGrant] = field(default_factory=list)
     seen_ids: list[str] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)

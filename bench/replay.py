@@ -1,0 +1,92 @@
+"""Replay throughput against a bare loop over the same file, measured in one run.
+
+The bare loop reads the file, parses each line with orjson and sums the amounts as Decimal; the replay
+decodes, validates, runs the loyalty core and writes every output. Ratio = bare seconds / replay seconds.
+
+Run: .venv/bin/python bench/replay.py [--events 1000000] [--bare-runs 3] [--replay-runs 1]
+Writes bench/results/replay.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from engine.loyalty import DEFAULT_POLICY
+from engine.replay_output import replay_file
+from engine.simulation import SimulationSpec, write
+from schemas.decoder import DecodeLimits
+
+
+def bare_loop(path: Path) -> tuple[float, Decimal]:
+    began = time.perf_counter()
+    total = Decimal(0)
+    with path.open("rb") as lines:
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and "amount" in event:
+                total += Decimal(str(event["amount"]))
+    return time.perf_counter() - began, total
+
+
+def full_replay(path: Path, out: Path) -> float:
+    limits = DecodeLimits(currencies=DEFAULT_POLICY.currencies, max_skew=timedelta(minutes=5))
+    began = time.perf_counter()
+    replay_file(path, out, DEFAULT_POLICY, limits, datetime.now(UTC))
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--bare-runs", type=int, default=3)
+    parser.add_argument("--replay-runs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "replay.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "events.jsonl"
+        customers = max(1, args.events // 10)  # about ten events per customer, as the simulation makes them
+        began = time.perf_counter()
+        lines = write(SimulationSpec(customers, 365, seed=1, duplicates=0.01, malformed=0.005), source)
+        simulated = time.perf_counter() - began
+        bare, replayed = [], []
+        for run in range(max(args.bare_runs, args.replay_runs)):  # alternate, so both see the same machine load
+            if run < args.bare_runs:
+                bare.append(bare_loop(source)[0])
+            if run < args.replay_runs:
+                replayed.append(full_replay(source, Path(scratch) / f"out-{run}"))
+    result = {
+        "benchmark": "offline replay vs bare JSON loop, same file, one run",
+        "command": f"python bench/replay.py --events {args.events} --bare-runs {args.bare_runs} "
+        f"--replay-runs {args.replay_runs}",
+        "lines": lines,
+        "simulate_seconds": round(simulated, 2),
+        "bare_seconds": {"median": statistics.median(bare), "samples": bare},
+        "replay_seconds": {"median": statistics.median(replayed), "samples": replayed},
+        "replay_lines_per_second": round(lines / statistics.median(replayed)),
+        "bare_lines_per_second": round(lines / statistics.median(bare)),
+        "ratio_bare_over_replay": round(statistics.median(bare) / statistics.median(replayed), 4),
+        "target_ratio": 0.25,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("lines", "bare_seconds", "replay_seconds", "ratio_bare_over_replay")}))
+
+
+if __name__ == "__main__":
+    main()
