@@ -23,6 +23,11 @@ class Verdict:
     explanation: str
     evidence: Evidence
 
+    @property
+    def call(self) -> tuple[str, str, Evidence]:
+        """Rule, explanation and evidence: what a perk triggered by this verdict carries."""
+        return self.rule, self.explanation, self.evidence
+
 
 def activity(f: Figures, policy: Policy) -> Verdict:
     """Inactive when the last purchase is more than 180 days old (presumed gone to a competitor or unhappy)."""

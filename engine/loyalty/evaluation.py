@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,47 +15,43 @@ from engine.loyalty.perks import ON_ENTERING, SuppressedPerk, offer
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
 from engine.loyalty.state import CustomerState
-from schemas.events import STEPS, ClassificationChanged, Dimension, Evidence, PerkType, StepChanged
+from schemas.events import STEPS, ClassificationChanged, Dimension, Evidence, PerkGranted, PerkType, StepChanged
 
 MAX_DECISIONS = 10
+PerkCall = tuple[str, str, Evidence]  # rule, explanation, evidence
 
 
 def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
     """Run the ladder and the classifications at `at` (not volume: it needs the population)."""
+    moment = _Moment(state, at, caused_by, policy, out)
     f = figures(state, at, policy)
     state.median_gap_days = f.median_gap_days
-    perks: dict[PerkType, tuple[str, str, Evidence]] = {}
+    perks: dict[PerkType, PerkCall] = {}
 
     satisfaction = rules.satisfaction(f, policy)
-    if (
-        _change(state, "satisfaction", satisfaction, at, caused_by, policy, out)
-        and satisfaction.value == "dissatisfied"
-    ):
-        perks["service_recovery"] = (satisfaction.rule, satisfaction.explanation, satisfaction.evidence)
-
-    _ladder(state, f, satisfaction.value, at, caused_by, policy, out, perks)
-
+    if moment.change("satisfaction", satisfaction) and satisfaction.value == "dissatisfied":
+        perks["service_recovery"] = satisfaction.call
+    _ladder(moment, f, satisfaction.value, perks)
     activity = rules.activity(f, policy)
-    if _change(state, "activity", activity, at, caused_by, policy, out) and activity.value == "inactive":
-        perks.setdefault("win_back_offer", (activity.rule, activity.explanation, activity.evidence))
-    _change(state, "frequency", rules.frequency(f, policy), at, caused_by, policy, out)
-    _change(state, "influence", rules.influence(state, policy), at, caused_by, policy, out)
+    if moment.change("activity", activity) and activity.value == "inactive":
+        perks.setdefault("win_back_offer", activity.call)
+    moment.change("frequency", rules.frequency(f, policy))
+    moment.change("influence", rules.influence(state, policy))
     step = state.step or "possible"
     relationship = rules.relationship(step, satisfaction.value)
-    if _change(state, "relationship", relationship, at, caused_by, policy, out):
+    if moment.change("relationship", relationship):
         if relationship.value in {"hostage", "enemy"}:
-            perks.setdefault("service_recovery", (relationship.rule, relationship.explanation, relationship.evidence))
+            perks.setdefault("service_recovery", relationship.call)
         elif relationship.value == "mercenary":
-            perks.setdefault("membership_offer", (relationship.rule, relationship.explanation, relationship.evidence))
+            perks.setdefault("membership_offer", relationship.call)
     permanence = rules.permanence(state, at, policy)
-    if _change(state, "permanent", permanence, at, caused_by, policy, out) and permanence.value == "true":
-        perks.setdefault("personal_attention", (permanence.rule, permanence.explanation, permanence.evidence))
+    if moment.change("permanent", permanence) and permanence.value == "true":
+        perks.setdefault("personal_attention", permanence.call)
     risk = rules.risk(step, f, policy)
-    if _change(state, "risk", risk, at, caused_by, policy, out) and risk.value == "at_risk":
-        perks.setdefault("retention_offer", (risk.rule, risk.explanation, risk.evidence))
-
-    for perk, (rule, explanation, evidence) in perks.items():
-        _grant(state, perk, rule, explanation, evidence, at, caused_by, policy, out)
+    if moment.change("risk", risk) and risk.value == "at_risk":
+        perks.setdefault("retention_offer", risk.call)
+    for perk, call in perks.items():
+        moment.grant(perk, *call)
 
 
 def evaluate_volume(
@@ -62,170 +59,128 @@ def evaluate_volume(
 ) -> None:
     """Classify volume against the population, with the figures as of the customer's own clock."""
     f = figures(state, state.clock, policy)
-    _change(state, "volume", rules.volume(f, population), state.clock, caused_by, policy, out)
-
-
-def _ladder(
-    state: CustomerState,
-    f: Figures,
-    satisfaction: str,
-    at: datetime,
-    caused_by: str,
-    policy: Policy,
-    out: Recorder,
-    perks: dict[PerkType, tuple[str, str, Evidence]],
-) -> None:
-    verdict = step_for(state, f, satisfaction, policy)
-    current = state.step
-    if verdict.step == current:
-        state.demotion_pending_since = None
-    elif current is None or rank(verdict.step) > rank(current):
-        _step(
-            state,
-            current,
-            verdict.step,
-            verdict.rule,
-            verdict.explanation,
-            verdict.evidence,
-            at,
-            caused_by,
-            policy,
-            out,
-        )
-        start = 0 if current is None else rank(current) + 1
-        entered_steps = STEPS[start : rank(verdict.step) + 1]
-        # Crossed steps earn their perks only if their own rule holds (a buyer who refers a friend
-        # becomes a propagandist without ever being habitual).
-        for entered in [s for s in entered_steps if rank(s) <= rank(verdict.base) or s == verdict.step]:
-            for perk in ON_ENTERING.get(entered, ()):
-                perks.setdefault(perk, (f"enters.{entered}", f"Entered the {entered} step.", {"step": entered}))
-        state.demotion_pending_since = None
-    else:
-        grace = timedelta(days=policy.ladder.demotion_grace_days)
-        pending = state.demotion_pending_since
-        if pending is None:
-            state.demotion_pending_since = at
-        elif at - pending >= grace:
-            evidence: Evidence = {
-                **verdict.evidence,
-                "rule_stopped_holding_at": pending.isoformat(),
-                "grace_days": policy.ladder.demotion_grace_days,
-            }
-            text = (
-                f"The {current} rule has not held since {pending.date()} ({policy.ladder.demotion_grace_days}-day "
-                f"grace period over): {verdict.explanation}"
-            )
-            _step(state, current, verdict.step, "ladder.demotion", text, evidence, at, caused_by, policy, out)
-            state.demotion_pending_since = None
-    if state.step is not None and rank(state.step) >= rank("habitual"):
-        if state.strong_since is None:
-            state.strong_since = at
-    else:
-        state.strong_since = None
-
-
-def _step(
-    state: CustomerState,
-    before: str | None,
-    after: str,
-    rule: str,
-    explanation: str,
-    evidence: Evidence,
-    at: datetime,
-    caused_by: str,
-    policy: Policy,
-    out: Recorder,
-) -> None:
-    state.step = after
-    event = StepChanged(
-        event_id=_id("step", state.customer_id, "step", after, caused_by),
-        type="customer.step_changed",
-        customer_id=state.customer_id,
-        occurred_at=at,
-        schema_version=1,
-        policy_version=policy.version,
-        caused_by=caused_by,
-        from_step=before,
-        to_step=after,
-        rule=rule,
-        explanation=explanation,
-        evidence=evidence,
-    )
-    out.emitted.append(event)
-    _remember(
-        state,
-        {"kind": "step", "from": before, "to": after, "rule": rule, "explanation": explanation, "at": at},
-    )
-
-
-def _change(
-    state: CustomerState,
-    dimension: Dimension,
-    verdict: rules.Verdict,
-    at: datetime,
-    caused_by: str,
-    policy: Policy,
-    out: Recorder,
-) -> bool:
-    current = getattr(state, dimension)
-    before = ("true" if current else "false") if dimension == "permanent" else current
-    if verdict.value == before:
-        return False
-    setattr(state, dimension, verdict.value == "true" if dimension == "permanent" else verdict.value)
-    out.emitted.append(
-        ClassificationChanged(
-            event_id=_id("cls", state.customer_id, dimension, verdict.value, caused_by),
-            type="customer.classification_changed",
-            customer_id=state.customer_id,
-            occurred_at=at,
-            schema_version=1,
-            policy_version=policy.version,
-            caused_by=caused_by,
-            dimension=dimension,
-            from_value=before,
-            to_value=verdict.value,
-            rule=verdict.rule,
-            explanation=verdict.explanation,
-            evidence=verdict.evidence,
-        )
-    )
-    _remember(state, {"kind": dimension, "from": before, "to": verdict.value, "rule": verdict.rule,
-                      "explanation": verdict.explanation, "at": at})  # fmt: skip
-    return True
-
-
-def _grant(
-    state: CustomerState,
-    perk: PerkType,
-    rule: str,
-    explanation: str,
-    evidence: Evidence,
-    at: datetime,
-    caused_by: str,
-    policy: Policy,
-    out: Recorder,
-) -> None:
-    result = offer(state, perk, rule, explanation, evidence, at, caused_by, policy)
-    if isinstance(result, SuppressedPerk):
-        out.suppressed.append(result)
-        _remember(state, {"kind": "perk_suppressed", "perk": perk, "rule": rule, "explanation": result.explanation,
-                          "at": at})  # fmt: skip
-    else:
-        out.emitted.append(result)
-        _remember(state, {"kind": "perk", "perk": perk, "rule": rule, "explanation": explanation, "at": at})
+    _Moment(state, state.clock, caused_by, policy, out).change("volume", rules.volume(f, population))
 
 
 def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
     """Each converted referral earns the referrer a referral_reward."""
     text = f"A customer they referred made a first purchase ({state.converted_referrals} converted so far)."
     evidence: Evidence = {"converted_referrals": state.converted_referrals}
-    _grant(state, "referral_reward", "referral.converted", text, evidence, at, caused_by, policy, out)
+    _Moment(state, at, caused_by, policy, out).grant("referral_reward", "referral.converted", text, evidence)
 
 
-def _remember(state: CustomerState, decision: dict[str, Any]) -> None:
-    decision["at"] = decision["at"].isoformat()
-    state.decisions.append(decision)
-    del state.decisions[:-MAX_DECISIONS]
+def _ladder(moment: _Moment, f: Figures, satisfaction: str, perks: dict[PerkType, PerkCall]) -> None:
+    state, policy, at = moment.state, moment.policy, moment.at
+    verdict = step_for(state, f, satisfaction, policy)
+    current = state.step
+    if verdict.step == current:
+        state.demotion_pending_since = None
+    elif current is None or rank(verdict.step) > rank(current):
+        moment.step(current, verdict.step, verdict.rule, verdict.explanation, verdict.evidence)
+        start = 0 if current is None else rank(current) + 1
+        # Crossed steps earn their perks only if their own rule holds (a buyer who refers a friend
+        # becomes a propagandist without ever being habitual).
+        for entered in STEPS[start : rank(verdict.step) + 1]:
+            if rank(entered) <= rank(verdict.base) or entered == verdict.step:
+                for perk in ON_ENTERING.get(entered, ()):
+                    perks.setdefault(perk, (f"enters.{entered}", f"Entered the {entered} step.", {"step": entered}))
+        state.demotion_pending_since = None
+    else:
+        grace = policy.ladder.demotion_grace_days
+        pending = state.demotion_pending_since
+        if pending is None:
+            state.demotion_pending_since = at
+        elif at - pending >= timedelta(days=grace):
+            evidence: Evidence = {
+                **verdict.evidence,
+                "rule_stopped_holding_at": pending.isoformat(),
+                "grace_days": grace,
+            }
+            text = (
+                f"The {current} rule has not held since {pending.date()} ({grace}-day grace period over): "
+                f"{verdict.explanation}"
+            )
+            moment.step(current, verdict.step, "ladder.demotion", text, evidence)
+            state.demotion_pending_since = None
+    if state.step is not None and rank(state.step) >= rank("habitual"):
+        state.strong_since = state.strong_since or at
+    else:
+        state.strong_since = None
+
+
+@dataclass(slots=True)
+class _Moment:
+    """One evaluation: whose state, when, because of what, under which policy, recording where."""
+
+    state: CustomerState
+    at: datetime
+    caused_by: str
+    policy: Policy
+    out: Recorder
+
+    def header(self, rule: str, explanation: str, evidence: Evidence) -> dict[str, Any]:
+        """The fields every decision carries."""
+        return {
+            "customer_id": self.state.customer_id,
+            "occurred_at": self.at,
+            "schema_version": 1,
+            "policy_version": self.policy.version,
+            "caused_by": self.caused_by,
+            "rule": rule,
+            "explanation": explanation,
+            "evidence": evidence,
+        }
+
+    def step(self, before: str | None, after: str, rule: str, explanation: str, evidence: Evidence) -> None:
+        """Move the customer on the ladder and publish it."""
+        self.state.step = after
+        event_id = _id("step", self.state.customer_id, "step", after, self.caused_by)
+        self.out.emitted.append(
+            StepChanged(
+                event_id=event_id, type="customer.step_changed", from_step=before, to_step=after,
+                **self.header(rule, explanation, evidence),
+            )
+        )  # fmt: skip
+        self.remember("step", rule, explanation, **{"from": before, "to": after})
+
+    def change(self, dimension: Dimension, verdict: rules.Verdict) -> bool:
+        """Set a classification if the rule gives another value, and publish the change."""
+        current = getattr(self.state, dimension)
+        before = ("true" if current else "false") if dimension == "permanent" else current
+        if verdict.value == before:
+            return False
+        setattr(self.state, dimension, verdict.value == "true" if dimension == "permanent" else verdict.value)
+        event_id = _id("cls", self.state.customer_id, dimension, verdict.value, self.caused_by)
+        self.out.emitted.append(
+            ClassificationChanged(
+                event_id=event_id, type="customer.classification_changed", dimension=dimension,
+                from_value=before, to_value=verdict.value,
+                **self.header(verdict.rule, verdict.explanation, verdict.evidence),
+            )
+        )  # fmt: skip
+        self.remember(dimension, verdict.rule, verdict.explanation, **{"from": before, "to": verdict.value})
+        return True
+
+    def grant(self, perk: PerkType, rule: str, explanation: str, evidence: Evidence) -> None:
+        """Offer a perk: granted and published, or held back and explained."""
+        result = offer(self.state, perk, rule, self.at, self.caused_by, self.policy)
+        if isinstance(result, SuppressedPerk):
+            self.out.suppressed.append(result)
+            self.remember("perk_suppressed", rule, result.explanation, perk=perk)
+            return
+        self.out.emitted.append(
+            PerkGranted(
+                event_id=result, type="perk.granted", perk_id=result, perk=perk,
+                **self.header(rule, explanation, evidence),
+            )
+        )  # fmt: skip
+        self.remember("perk", rule, explanation, perk=perk)
+
+    def remember(self, kind: str, rule: str, explanation: str, **what: Any) -> None:
+        """Keep the last decisions with their explanations, for the customer's view."""
+        decisions = self.state.decisions
+        decisions.append({"kind": kind, **what, "rule": rule, "explanation": explanation, "at": self.at.isoformat()})
+        del decisions[:-MAX_DECISIONS]
 
 
 def _id(prefix: str, customer_id: str, what: str, value: str, caused_by: str) -> str:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from engine.loyalty.policy import Policy
 from engine.loyalty.state import CustomerState
-from schemas.events import Evidence, PerkGranted, PerkType
+from schemas.events import PerkType
 
 ON_ENTERING: dict[str, tuple[PerkType, ...]] = {
     "buyer": ("welcome_offer",),
@@ -40,16 +40,9 @@ def perk_id(customer_id: str, rule: str, perk: str, caused_by: str) -> str:
 
 
 def offer(
-    state: CustomerState,
-    perk: PerkType,
-    rule: str,
-    explanation: str,
-    evidence: Evidence,
-    at: datetime,
-    caused_by: str,
-    policy: Policy,
-) -> PerkGranted | SuppressedPerk:
-    """Grant `perk` unless one of its type was granted within the cooldown, or the cap is reached."""
+    state: CustomerState, perk: PerkType, rule: str, at: datetime, caused_by: str, policy: Policy
+) -> str | SuppressedPerk:
+    """Grant `perk` (record it, return its id) unless the cooldown or the cap holds it back."""
     limits = policy.perks
     keep = timedelta(days=max(limits.cooldown_days, limits.cap_period_days))
     state.perks = [(p, t) for p, t in state.perks if at - t < keep]
@@ -63,17 +56,4 @@ def offer(
         why = f"Held back: {limits.cap} perks were already granted in the last {limits.cap_period_days} days."
         return SuppressedPerk(perk, rule, "cap", pid, state.customer_id, at, caused_by, why)
     state.perks.append((perk, at))
-    return PerkGranted(
-        event_id=pid,
-        type="perk.granted",
-        perk_id=pid,
-        perk=perk,
-        customer_id=state.customer_id,
-        occurred_at=at,
-        schema_version=1,
-        policy_version=policy.version,
-        caused_by=caused_by,
-        rule=rule,
-        explanation=explanation,
-        evidence=evidence,
-    )
+    return pid
