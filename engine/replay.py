@@ -19,7 +19,6 @@ from engine.loyalty import (
     Population,
     ReferralCredited,
     evolve,
-    next_due,
     sweep,
 )
 from engine.loyalty.figures import figures
@@ -123,7 +122,7 @@ class Replay:
             state = self.states.get(customer_id)
             if state is None:
                 continue
-            actual = next_due(state, self.policy)
+            actual = state.due
             if actual is None:
                 continue
             if actual > until:
@@ -140,7 +139,7 @@ class Replay:
             self.states.pop(customer_id, None)
         else:
             self.states[customer_id] = outcome.state
-            due = next_due(outcome.state, self.policy)
+            due = outcome.state.due
             if due is not None:  # stale entries are checked again when they come up
                 heapq.heappush(self.due, (due, customer_id))
         for decision in outcome.emitted:

@@ -42,6 +42,7 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
     evaluate(state, state.clock, event.event_id, policy, out)
     if isinstance(event, ReferralCredited):
         grant_referral_reward(state, state.clock, event.event_id, policy, out)
+    state.due = next_due(state, policy)
     return out.outcome(state)
 
 
@@ -101,8 +102,9 @@ def boundary_after(moment: datetime) -> datetime:
 def _catch_up(state: CustomerState, until: datetime, policy: Policy, out: Recorder) -> None:
     """Evaluate every day boundary up to `until` at which something was due, in order."""
     for _ in range(MAX_CATCH_UP_STEPS):
-        due = next_due(state, policy)
+        due = state.due  # kept up to date after every change of the state
         if due is None or due > until:
             return
         state.clock = due
         evaluate(state, due, f"sweep:{due.date().isoformat()}", policy, out)
+        state.due = next_due(state, policy)

@@ -41,12 +41,24 @@ class Figures:
 
 
 def figures(state: CustomerState, at: datetime, policy: Policy) -> Figures:
-    """The customer's figures over the window that ends at `at`."""
+    """The customer's figures over the window that ends at `at` (purchases and feedback are kept in time order)."""
     start = at - timedelta(days=policy.ladder.window_days)
-    counted = sorted(t for _, t, amount, refunded in state.purchases if start < t <= at and refunded < amount)
-    spend = sum((a - r for _, t, a, r in state.purchases if start < t <= at and r < a), Decimal(0))
+    counted: list[datetime] = []
+    spend = Decimal(0)
+    for _, bought, amount, refunded in state.purchases:
+        if start < bought <= at and refunded < amount:
+            counted.append(bought)
+            spend += amount - refunded
+    positives = negatives = 0
+    delight = top = public = False
+    for moment, positive, negative, exceeded, top_nps, public_positive in state.feedback:
+        if start < moment <= at:
+            positives += positive
+            negatives += negative
+            delight = delight or exceeded or top_nps
+            top = top or top_nps
+            public = public or public_positive
     gaps = [(later - earlier).total_seconds() / DAY for earlier, later in pairwise(counted)]
-    window_feedback = [f for f in state.feedback if start < f[0] <= at]
     last = state.last_purchase_at
     return Figures(
         at=at,
@@ -55,9 +67,9 @@ def figures(state: CustomerState, at: datetime, policy: Policy) -> Figures:
         median_gap_days=median(gaps) if gaps else None,
         days_since_last_purchase=None if last is None else int((at - last).total_seconds() // DAY),
         interest_in_window=state.last_interest_at is not None and start < state.last_interest_at <= at,
-        positives=sum(1 for f in window_feedback if f[1]),
-        negatives=sum(1 for f in window_feedback if f[2]),
-        delight_signal=any(f[3] or f[4] for f in window_feedback),
-        top_nps=any(f[4] for f in window_feedback),
-        public_positive=any(f[5] for f in window_feedback),
+        positives=positives,
+        negatives=negatives,
+        delight_signal=delight,
+        top_nps=top,
+        public_positive=public,
     )

@@ -50,6 +50,7 @@ class CustomerState:
     permanent: bool = False
     risk: str = "none"
     median_gap_days: float | None = None  # as of the last evaluation (at `clock`), for the at-risk due time
+    due: datetime | None = None  # the next day boundary at which time could change something (see next_due)
     perks: list[PerkGrant] = field(default_factory=list)
     seen_ids: list[str] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -76,6 +77,7 @@ class CustomerState:
             "last_interest_at",
             "demotion_pending_since",
             "strong_since",
+            "due",
         ):
             if data[name] is not None:
                 data[name] = datetime.fromisoformat(data[name])
