@@ -35,7 +35,7 @@ pytest: setup
 
 test: lint typecheck pytest
 
-demo: setup
+demo: $(INSTALLED)
 	$(BIN)/escalera demo
 
 kafka: $(INSTALLED)

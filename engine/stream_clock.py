@@ -10,12 +10,9 @@ who stopped buying.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import datetime
 
-
-def day_start(moment: datetime) -> datetime:
-    """Midnight UTC at or before `moment`."""
-    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+from engine.loyalty.evolve import day_start
 
 
 @dataclass

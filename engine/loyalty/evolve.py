@@ -60,7 +60,7 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
     """The next day boundary at which the passage of time could change something (volume aside)."""
     # A moment m is evaluated at boundary_after(m); that boundary is still ahead of the clock iff m is
     # later than the last midnight at or before the clock.
-    floor = _midnight(state.clock)
+    floor = day_start(state.clock)
     window = timedelta(days=policy.ladder.window_days)
     candidates: list[datetime] = []
     for _, bought, amount, refunded in state.purchases:  # in time order: the first one ahead is enough
@@ -89,13 +89,14 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
     return boundary_after(min(ahead)) if ahead else None
 
 
-def _midnight(moment: datetime) -> datetime:
+def day_start(moment: datetime) -> datetime:
+    """Midnight UTC at or before `moment`."""
     return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
 
 
 def boundary_after(moment: datetime) -> datetime:
     """The first UTC midnight at or after `moment`."""
-    midnight = _midnight(moment)
+    midnight = day_start(moment)
     return midnight if midnight == moment else midnight + timedelta(days=1)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -50,8 +49,3 @@ class Recorder:
     def outcome(self, state: CustomerState | None, duplicate: bool = False) -> Outcome:
         """Freeze what was recorded."""
         return Outcome(state, tuple(self.emitted), tuple(self.suppressed), tuple(self.referrals), duplicate)
-
-
-def moment(at: datetime) -> str:
-    """A time as evidence text."""
-    return at.isoformat()
