@@ -18,11 +18,11 @@ from engine.loyalty import (
     Policy,
     Population,
     ReferralCredited,
+    day_start,
     evolve,
     sweep,
 )
 from engine.loyalty.figures import figures
-from engine.stream_clock import day_start
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
 
