@@ -75,12 +75,7 @@ def decode(
     """A valid event, or a Rejection saying why; `key` (the Kafka record key) names the customer."""
     try:
         if len(raw) > limits.max_bytes:
-            return _reject(
-                raw,
-                "too_large",
-                f"payload is {len(raw)} bytes, more than the limit of {limits.max_bytes}",
-                key,
-            )
+            return _reject(raw, "too_large", too_large_message(len(raw), limits), key)
         try:
             event = inbound_adapter.validate_json(raw)
         except ValidationError as error:
@@ -110,6 +105,11 @@ def decode(
         return event
     except Exception as error:  # the decoder never raises: anything unforeseen is a rejection, not a crash
         return _reject(raw, "invalid_json", f"could not be decoded: {type(error).__name__}", key)
+
+
+def too_large_message(size: int, limits: DecodeLimits) -> str:
+    """The message of a `too_large` rejection, for callers that measured a payload without holding it."""
+    return f"payload is {size} bytes, more than the limit of {limits.max_bytes}"
 
 
 def _strict_json(raw: bytes) -> bool:

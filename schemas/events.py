@@ -131,6 +131,10 @@ class Event(BaseModel):
     schema_version: Literal[1] = Field(description="Version of this contract; only 1 exists.")
 
 
+EventBase = Event
+"""The contract's name for the common base of every inbound and decision event."""
+
+
 # ---- inbound --------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,9 +11,8 @@ import orjson
 import typer
 
 from engine.loyalty.policy import load_policy
-from engine.publish import read_lines
 from engine.settings import Settings
-from schemas.decoder import DecodeLimits, Rejection, decode
+from schemas.decoder import DecodeLimits, Rejection, decode, too_large_message
 
 schemas_app = typer.Typer(help="The JSON Schemas of the event contract.", no_args_is_help=True)
 
@@ -45,16 +45,29 @@ def validate(
     )
     now = datetime.now(UTC)
     total = bad = 0
-    for number, line in enumerate(read_lines(file), start=1):
+    for number, (line, size) in enumerate(bounded_lines(file, limits.max_bytes), start=1):
         total += 1
         result = decode(line, now=now, limits=limits)
         if isinstance(result, Rejection):
             bad += 1
-            report = {"line": number, "reason": result.reason, "message": result.message}
+            message = too_large_message(size, limits) if result.reason == "too_large" else result.message
+            report = {"line": number, "reason": result.reason, "message": message}
             sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
     typer.echo(f"{total} lines: {total - bad} valid, {bad} rejected", err=True)
     if bad:
         raise typer.Exit(1)
+
+
+def bounded_lines(path: Path, limit: int) -> Iterator[tuple[bytes, int]]:
+    """Each line without its ending, and its size; of a line over `limit` bytes only limit + 1 are held."""
+    with path.open("rb") as handle:
+        while head := handle.readline(limit + 2):
+            size, last, before = len(head), head, b""
+            while not last.endswith(b"\n") and (chunk := handle.readline(1 << 16)):
+                size, last, before = size + len(chunk), chunk, last
+            if last.endswith(b"\n"):
+                size -= 2 if last.endswith(b"\r\n") or (last == b"\n" and before.endswith(b"\r")) else 1
+            yield head[: min(size, limit + 1)], size
 
 
 def export(directory: Path = typer.Argument(..., file_okay=False, help="Where to write the files.")) -> None:

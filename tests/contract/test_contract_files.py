@@ -103,9 +103,9 @@ def test_examples_decode_into_their_models() -> None:
     for event_type, model in INBOUND_TYPES.items():
         event = decode((SCHEMAS / "examples" / f"{event_type}.json").read_bytes(), now=now)
         assert isinstance(event, model), event
-    for event_type, model in OUTBOUND_TYPES.items():
-        event = outbound_adapter.validate_json((SCHEMAS / "examples" / f"{event_type}.json").read_bytes())
-        assert isinstance(event, model)
+    for event_type, outbound_model in OUTBOUND_TYPES.items():
+        decision = outbound_adapter.validate_json((SCHEMAS / "examples" / f"{event_type}.json").read_bytes())
+        assert isinstance(decision, outbound_model)
 
 
 def test_the_asyncapi_document_is_valid(tmp_path: Path) -> None:

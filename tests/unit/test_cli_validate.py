@@ -10,6 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.cli.contracts import bounded_lines
+
+pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 INBOUND = [
@@ -100,6 +103,30 @@ def test_the_size_limit_comes_from_the_settings(tmp_path: Path, variable: str) -
     result = CliRunner().invoke(app, ["validate", str(path)], env={variable: "256"})
     assert result.exit_code == 1
     assert json.loads(result.stdout.splitlines()[0])["reason"] == "too_large"
+
+
+def test_an_oversized_line_reports_its_true_size_and_later_lines_keep_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jsonl"
+    huge = example("purchase.completed", category="x" * 300_000)
+    path.write_bytes(example("customer.registered") + b"\r\n" + huge + b"\r\n" + b"[]")  # no final newline
+    code, lines, err = run(path)
+    assert code == 1
+    assert lines == [
+        {"line": 2, "reason": "too_large", "message": f"payload is {len(huge)} bytes, more than the limit of 65536"},
+        {"line": 3, "reason": "not_an_object", "message": "payload must be a JSON object"},
+    ]
+    assert "3 lines: 1 valid, 2 rejected" in err
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_lines_are_read_bounded_whatever_their_length_and_ending(tmp_path: Path, ending: bytes) -> None:
+    limit = 256
+    rows = [b"a" * limit, b"b" * (limit + 1), b"", b"c" * (limit - 1), b"d" * 100_000, b"e" * (limit + 2)]
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(ending.join(rows))
+    read = list(bounded_lines(path, limit))
+    assert [size for _, size in read] == [len(row) for row in rows]
+    assert [line for line, _ in read] == [row[: limit + 1] for row in rows]
 
 
 def test_schemas_export_writes_the_files(tmp_path: Path) -> None:

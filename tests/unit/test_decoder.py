@@ -17,6 +17,8 @@ from schemas.events import (
     RejectionSource,
 )
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
