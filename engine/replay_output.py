@@ -72,7 +72,7 @@ def write_outputs(replay: Replay, out: Path, policy: Policy, moment: datetime) -
     """customers.jsonl, summary.json and funnel.png from a finished replay; returns the summary."""
     with (out / "customers.jsonl").open("wb") as customers:
         for customer_id in sorted(replay.states):
-            customers.write(orjson.dumps(view(replay.states[customer_id], policy), option=JSON) + b"\n")
+            customers.write(orjson.dumps(view(replay.states[customer_id], policy, moment), option=JSON) + b"\n")
     report = summary(replay.states.values(), replay.tally, policy, moment)
     (out / "summary.json").write_bytes(orjson.dumps(report, option=JSON | orjson.OPT_INDENT_2) + b"\n")
     title = f"Escalera ladder as of {moment.date()} ({len(replay.states)} customers)"

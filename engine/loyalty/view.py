@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from engine.loyalty.figures import figures
@@ -9,9 +10,10 @@ from engine.loyalty.policy import Policy
 from engine.loyalty.state import CustomerState
 
 
-def view(state: CustomerState, policy: Policy) -> dict[str, Any]:
-    """JSON-ready view of a customer at their own clock."""
-    f = figures(state, state.clock, policy)
+def view(state: CustomerState, policy: Policy, at: datetime | None = None) -> dict[str, Any]:
+    """JSON-ready view of a customer; figures as of `at` (default: the customer's own clock, never earlier)."""
+    moment = state.clock if at is None else max(at, state.clock)
+    f = figures(state, moment, policy)
     return {
         "customer_id": state.customer_id,
         "step": state.step or "possible",
@@ -24,7 +26,7 @@ def view(state: CustomerState, policy: Policy) -> dict[str, Any]:
         "kind": state.kind,
         "permanent": state.permanent,
         "risk": state.risk,
-        "as_of": state.clock.isoformat(),
+        "as_of": moment.isoformat(),
         "figures": {
             "purchases_in_window": f.purchases_in_window,
             "median_gap_days": None if f.median_gap_days is None else round(f.median_gap_days, 1),

@@ -75,6 +75,8 @@ def test_simulate_then_replay_from_the_command_line(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     customers = [json.loads(line) for line in (tmp_path / "a" / "customers.jsonl").read_text().splitlines()]
     assert sum(summary["steps"].values()) == summary["customers"] == len(customers)
+    # Every customer is reported as of the end of the replay, not as of their own last event.
+    assert {c["as_of"] for c in customers} == {summary["as_of"]}
     for dimension in ("activity", "satisfaction", "relationship", "volume"):
         assert sum(summary[dimension].values()) == len(customers)
     rejected = (tmp_path / "a" / "rejected.jsonl").read_text().splitlines()
