@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from engine.due_calendar import DueCalendar
 from engine.loyalty import (
     CustomerState,
     Decision,
@@ -18,15 +18,16 @@ from engine.loyalty import (
     Policy,
     Population,
     ReferralCredited,
+    advance,
     day_start,
-    evolve,
-    sweep,
+    pass_time,
 )
 from engine.loyalty.figures import figures
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 @dataclass
@@ -57,8 +58,9 @@ class Replay:
         self.policy, self.limits, self.now = policy, limits, now
         self.on_decision, self.on_rejected = on_decision, on_rejected
         self.states: dict[str, CustomerState] = {}
-        self.due: list[tuple[datetime, str]] = []
+        self.due = DueCalendar()
         self.clock: datetime | None = None
+        self._next_midnight: datetime | None = None  # the first day boundary after the clock
         self.tally = Tally()
 
     def feed(self, raw: bytes) -> None:
@@ -72,9 +74,10 @@ class Replay:
         self.tally.events += 1
         moment = result.occurred_at
         if self.clock is None or moment > self.clock:
-            if self.clock is not None and day_start(moment) > day_start(self.clock):
+            if self._next_midnight is not None and moment >= self._next_midnight:
                 self._sweep_due(day_start(moment))  # time passed a day boundary: those who are due first
             self.clock = moment
+            self._next_midnight = day_start(moment) + DAY
         self._apply(result)
 
     def finish(self, as_of: datetime | None = None) -> Population:
@@ -84,7 +87,7 @@ class Replay:
         spends = (figures(state, state.clock, self.policy).window_spend for state in self.states.values())
         population = Population.compute(spends, self.policy.classification.high_volume_share)
         for customer_id in sorted(self.states):
-            self._record(customer_id, sweep(self.states[customer_id], moment, self.policy, population))
+            self._record(customer_id, pass_time(self.states[customer_id], moment, self.policy, population), None)
         return population
 
     def snapshot(self) -> bytes:
@@ -92,7 +95,7 @@ class Replay:
         return orjson.dumps(
             {
                 "states": {cid: state.to_json().decode() for cid, state in self.states.items()},
-                "due": [(moment.isoformat(), cid) for moment, cid in self.due],
+                "due": [(moment.isoformat(), cid) for moment, cid in self.due.entries()],
                 "clock": None if self.clock is None else self.clock.isoformat(),
                 "tally": {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(self.tally).items()},
             }
@@ -102,23 +105,24 @@ class Replay:
         """Resume from a snapshot."""
         data: dict[str, Any] = orjson.loads(raw)
         self.states = {cid: CustomerState.from_json(text.encode()) for cid, text in data["states"].items()}
-        self.due = [(datetime.fromisoformat(moment), cid) for moment, cid in data["due"]]
-        heapq.heapify(self.due)
+        self.due = DueCalendar((datetime.fromisoformat(moment), cid) for moment, cid in data["due"])
         self.clock = None if data["clock"] is None else datetime.fromisoformat(data["clock"])
+        self._next_midnight = None if self.clock is None else day_start(self.clock) + DAY
         tally = data["tally"]
         self.tally = Tally(
             **{k: Counter(v) if isinstance(v, dict) else v for k, v in tally.items()}  # type: ignore[arg-type]
         )
 
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
-        outcome = evolve(self.states.get(event.customer_id), event, self.policy)
-        self._record(event.customer_id, outcome)
+        state = self.states.get(event.customer_id)
+        due = None if state is None else state.due
+        outcome = advance(state, event, self.policy)  # the replay owns its states: changed in place
+        self._record(event.customer_id, outcome, due)
         for credit in outcome.referrals:
             self._apply(credit)  # the referrer's state is right here: credit it directly
 
     def _sweep_due(self, until: datetime) -> None:
-        while self.due and self.due[0][0] <= until:
-            _, customer_id = heapq.heappop(self.due)
+        for _, customer_id in self.due.take(until):
             state = self.states.get(customer_id)
             if state is None:
                 continue
@@ -126,11 +130,12 @@ class Replay:
             if actual is None:
                 continue
             if actual > until:
-                heapq.heappush(self.due, (actual, customer_id))
+                self.due.add(actual, customer_id)
                 continue
-            self._record(customer_id, sweep(state, until, self.policy))
+            self._record(customer_id, pass_time(state, until, self.policy), actual)
 
-    def _record(self, customer_id: str, outcome: Outcome) -> None:
+    def _record(self, customer_id: str, outcome: Outcome, due_before: datetime | None) -> None:
+        """Count and pass on what an outcome decided; queue the customer again when their due moment moved."""
         if outcome.duplicate:
             self.tally.duplicates += 1
             return
@@ -140,8 +145,8 @@ class Replay:
         else:
             self.states[customer_id] = outcome.state
             due = outcome.state.due
-            if due is not None:  # stale entries are checked again when they come up
-                heapq.heappush(self.due, (due, customer_id))
+            if due is not None and due != due_before:  # stale entries are checked again when they come up
+                self.due.add(due, customer_id)
         for decision in outcome.emitted:
             if decision.type == "perk.granted":
                 self.tally.perks_granted[decision.perk] += 1

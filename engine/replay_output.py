@@ -15,6 +15,7 @@ from engine.loyalty.view import view
 from engine.publish import read_lines
 from engine.replay import Replay
 from engine.report import summary
+from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
 from schemas.events import EventRejected
 
@@ -61,7 +62,7 @@ class DecisionFiles:
     def decision(self, decision: Decision) -> None:
         """Append a perk or a transition."""
         target = self.perks if decision.type == "perk.granted" else self.transitions
-        target.write(decision.model_dump_json().encode() + b"\n")
+        target.write(flat_json(decision) + b"\n")
 
     def rejected(self, letter: EventRejected) -> None:
         """Append a dead letter."""

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from engine.loyalty import classifications as rules
+from engine.loyalty.classifications import Why
 from engine.loyalty.figures import Figures, figures
-from engine.loyalty.ladder import rank, step_for
+from engine.loyalty.ladder import RANK, STRONG_STEPS, step_for, why_step
 from engine.loyalty.outcome import Recorder
 from engine.loyalty.perks import ON_ENTERING, SuppressedPerk, offer
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
 from engine.loyalty.state import CustomerState
+from schemas.construct import trusted
 from schemas.events import STEPS, ClassificationChanged, Dimension, Evidence, PerkGranted, PerkType, StepChanged
 
 MAX_DECISIONS = 10
@@ -29,29 +30,52 @@ def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy,
     perks: dict[PerkType, PerkCall] = {}
 
     satisfaction = rules.satisfaction(f, policy)
-    if moment.change("satisfaction", satisfaction) and satisfaction.value == "dissatisfied":
-        perks["service_recovery"] = satisfaction.call
-    _ladder(moment, f, satisfaction.value, perks)
+    if satisfaction != state.satisfaction:
+        why = rules.why_satisfaction(satisfaction, f, policy)
+        call = moment.change("satisfaction", state.satisfaction, satisfaction, why)
+        state.satisfaction = satisfaction
+        if satisfaction == "dissatisfied":
+            perks["service_recovery"] = call
+    _ladder(moment, f, satisfaction, perks)
     activity = rules.activity(f, policy)
-    if moment.change("activity", activity) and activity.value == "inactive":
-        perks.setdefault("win_back_offer", activity.call)
-    moment.change("frequency", rules.frequency(f, policy))
-    moment.change("influence", rules.influence(state, policy))
+    if activity != state.activity:
+        call = moment.change("activity", state.activity, activity, rules.why_activity(activity, f, policy))
+        state.activity = activity
+        if activity == "inactive":
+            perks.setdefault("win_back_offer", call)
+    frequency = rules.frequency(f, policy)
+    if frequency != state.frequency:
+        moment.change("frequency", state.frequency, frequency, rules.why_frequency(frequency, f, policy))
+        state.frequency = frequency
+    influence = rules.influence(state, policy)
+    if influence != state.influence:
+        moment.change("influence", state.influence, influence, rules.why_influence(influence, state, policy))
+        state.influence = influence
     step = state.step or "possible"
-    relationship = rules.relationship(step, satisfaction.value)
-    if moment.change("relationship", relationship):
-        if relationship.value in {"hostage", "enemy"}:
-            perks.setdefault("service_recovery", relationship.call)
-        elif relationship.value == "mercenary":
-            perks.setdefault("membership_offer", relationship.call)
-    permanence = rules.permanence(state, at, policy)
-    if moment.change("permanent", permanence) and permanence.value == "true":
-        perks.setdefault("personal_attention", permanence.call)
+    relationship = rules.relationship(step, satisfaction)
+    if relationship != state.relationship:
+        why = rules.why_relationship(relationship, step, satisfaction)
+        call = moment.change("relationship", state.relationship, relationship, why)
+        state.relationship = relationship
+        if relationship in {"hostage", "enemy"}:
+            perks.setdefault("service_recovery", call)
+        elif relationship == "mercenary":
+            perks.setdefault("membership_offer", call)
+    permanent = rules.permanence(state, at, policy)
+    if permanent != ("true" if state.permanent else "false"):
+        why = rules.why_permanence(permanent, state, at, policy)
+        call = moment.change("permanent", "true" if state.permanent else "false", permanent, why)
+        state.permanent = permanent == "true"
+        if state.permanent:
+            perks.setdefault("personal_attention", call)
     risk = rules.risk(step, f, policy)
-    if moment.change("risk", risk) and risk.value == "at_risk":
-        perks.setdefault("retention_offer", risk.call)
-    for perk, call in perks.items():
-        moment.grant(perk, *call)
+    if risk != state.risk:
+        call = moment.change("risk", state.risk, risk, rules.why_risk(risk, step, f, policy))
+        state.risk = risk
+        if risk == "at_risk":
+            perks.setdefault("retention_offer", call)
+    for perk, (rule, explanation, evidence) in perks.items():
+        moment.grant(perk, rule, explanation, evidence)
 
 
 def evaluate_volume(
@@ -59,7 +83,11 @@ def evaluate_volume(
 ) -> None:
     """Classify volume against the population, with the figures as of the customer's own clock."""
     f = figures(state, state.clock, policy)
-    _Moment(state, state.clock, caused_by, policy, out).change("volume", rules.volume(f, population))
+    volume = rules.volume(f, population)
+    if volume != state.volume:
+        moment = _Moment(state, state.clock, caused_by, policy, out)
+        moment.change("volume", state.volume, volume, rules.why_volume(volume, f, population))
+        state.volume = volume
 
 
 def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
@@ -71,95 +99,76 @@ def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, po
 
 def _ladder(moment: _Moment, f: Figures, satisfaction: str, perks: dict[PerkType, PerkCall]) -> None:
     state, policy, at = moment.state, moment.policy, moment.at
-    verdict = step_for(state, f, satisfaction, policy)
+    step, base = step_for(state, f, satisfaction, policy)
     current = state.step
-    if verdict.step == current:
+    if step == current:
         state.demotion_pending_since = None
-    elif current is None or rank(verdict.step) > rank(current):
-        moment.step(current, verdict.step, verdict.rule, verdict.explanation, verdict.evidence)
-        start = 0 if current is None else rank(current) + 1
+    elif current is None or RANK[step] > RANK[current]:
+        moment.step(current, step, f"ladder.{step}", why_step(step, base, state, f, satisfaction, policy))
+        start = 0 if current is None else RANK[current] + 1
         # Crossed steps earn their perks only if their own rule holds (a buyer who refers a friend
         # becomes a propagandist without ever being habitual).
-        for entered in STEPS[start : rank(verdict.step) + 1]:
-            if rank(entered) <= rank(verdict.base) or entered == verdict.step:
+        for entered in STEPS[start : RANK[step] + 1]:
+            if RANK[entered] <= RANK[base] or entered == step:
                 for perk in ON_ENTERING.get(entered, ()):
                     perks.setdefault(perk, (f"enters.{entered}", f"Entered the {entered} step.", {"step": entered}))
         state.demotion_pending_since = None
     else:
-        grace = policy.ladder.demotion_grace_days
         pending = state.demotion_pending_since
         if pending is None:
             state.demotion_pending_since = at
-        elif at - pending >= timedelta(days=grace):
-            evidence: Evidence = {
-                **verdict.evidence,
-                "rule_stopped_holding_at": pending.isoformat(),
-                "grace_days": grace,
-            }
-            text = (
-                f"The {current} rule has not held since {pending.date()} ({grace}-day grace period over): "
-                f"{verdict.explanation}"
-            )
-            moment.step(current, verdict.step, "ladder.demotion", text, evidence)
+        elif at - pending >= policy.spans.grace:
+            grace = policy.ladder.demotion_grace_days
+            explanation, evidence = why_step(step, base, state, f, satisfaction, policy)
+            text = f"The {current} rule has not held since {pending.date()} ({grace}-day grace period over): "
+            evidence = {**evidence, "rule_stopped_holding_at": pending.isoformat(), "grace_days": grace}
+            moment.step(current, step, "ladder.demotion", (text + explanation, evidence))
             state.demotion_pending_since = None
-    if state.step is not None and rank(state.step) >= rank("habitual"):
+    if state.step in STRONG_STEPS:
         state.strong_since = state.strong_since or at
     else:
         state.strong_since = None
 
 
-@dataclass(slots=True)
 class _Moment:
     """One evaluation: whose state, when, because of what, under which policy, recording where."""
 
-    state: CustomerState
-    at: datetime
-    caused_by: str
-    policy: Policy
-    out: Recorder
+    __slots__ = ("_iso", "at", "caused_by", "out", "policy", "state")
 
-    def header(self, rule: str, explanation: str, evidence: Evidence) -> dict[str, Any]:
-        """The fields every decision carries."""
+    def __init__(self, state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
+        self.state, self.at, self.caused_by, self.policy, self.out = state, at, caused_by, policy, out
+        self._iso: str | None = None
+
+    def decision(self, event_id: str, rule: str, why: Why) -> dict[str, Any]:
+        """The fields every decision carries, in the contract's order (the type-specific ones follow)."""
         return {
+            "event_id": event_id,
             "customer_id": self.state.customer_id,
             "occurred_at": self.at,
             "schema_version": 1,
             "policy_version": self.policy.version,
             "caused_by": self.caused_by,
             "rule": rule,
-            "explanation": explanation,
-            "evidence": evidence,
+            "explanation": why[0],
+            "evidence": why[1],
         }
 
-    def step(self, before: str | None, after: str, rule: str, explanation: str, evidence: Evidence) -> None:
+    def step(self, before: str | None, after: str, rule: str, why: Why) -> None:
         """Move the customer on the ladder and publish it."""
         self.state.step = after
-        event_id = _id("step", self.state.customer_id, "step", after, self.caused_by)
-        self.out.emitted.append(
-            StepChanged(
-                event_id=event_id, type="customer.step_changed", from_step=before, to_step=after,
-                **self.header(rule, explanation, evidence),
-            )
-        )  # fmt: skip
-        self.remember("step", rule, explanation, **{"from": before, "to": after})
+        values = self.decision(self.id("step", "step", after), rule, why)
+        values.update(type="customer.step_changed", from_step=before, to_step=after)
+        self.out.emitted.append(trusted(StepChanged, values))
+        self.remember("step", rule, why[0], **{"from": before, "to": after})
 
-    def change(self, dimension: Dimension, verdict: rules.Verdict) -> bool:
-        """Set a classification if the rule gives another value, and publish the change."""
-        current = getattr(self.state, dimension)
-        before = ("true" if current else "false") if dimension == "permanent" else current
-        if verdict.value == before:
-            return False
-        setattr(self.state, dimension, verdict.value == "true" if dimension == "permanent" else verdict.value)
-        event_id = _id("cls", self.state.customer_id, dimension, verdict.value, self.caused_by)
-        self.out.emitted.append(
-            ClassificationChanged(
-                event_id=event_id, type="customer.classification_changed", dimension=dimension,
-                from_value=before, to_value=verdict.value,
-                **self.header(verdict.rule, verdict.explanation, verdict.evidence),
-            )
-        )  # fmt: skip
-        self.remember(dimension, verdict.rule, verdict.explanation, **{"from": before, "to": verdict.value})
-        return True
+    def change(self, dimension: Dimension, before: str, after: str, why: Why) -> PerkCall:
+        """Publish a classification's new value (the caller sets it); return what a perk it triggers carries."""
+        rule = f"{dimension}.{after}"
+        values = self.decision(self.id("cls", dimension, after), rule, why)
+        values.update(type="customer.classification_changed", dimension=dimension, from_value=before, to_value=after)
+        self.out.emitted.append(trusted(ClassificationChanged, values))
+        self.remember(dimension, rule, why[0], **{"from": before, "to": after})
+        return rule, why[0], why[1]
 
     def grant(self, perk: PerkType, rule: str, explanation: str, evidence: Evidence) -> None:
         """Offer a perk: granted and published, or held back and explained."""
@@ -168,21 +177,21 @@ class _Moment:
             self.out.suppressed.append(result)
             self.remember("perk_suppressed", rule, result.explanation, perk=perk)
             return
-        self.out.emitted.append(
-            PerkGranted(
-                event_id=result, type="perk.granted", perk_id=result, perk=perk,
-                **self.header(rule, explanation, evidence),
-            )
-        )  # fmt: skip
+        values = self.decision(result, rule, (explanation, evidence))
+        values.update(type="perk.granted", perk_id=result, perk=perk)
+        self.out.emitted.append(trusted(PerkGranted, values))
         self.remember("perk", rule, explanation, perk=perk)
+
+    def id(self, prefix: str, what: str, value: str) -> str:
+        """A transition's id, derived only from its inputs."""
+        digest = hashlib.sha256(f"{self.state.customer_id}|{what}|{value}|{self.caused_by}".encode()).hexdigest()
+        return f"{prefix}-{digest[:24]}"
 
     def remember(self, kind: str, rule: str, explanation: str, **what: Any) -> None:
         """Keep the last decisions with their explanations, for the customer's view."""
+        if self._iso is None:
+            self._iso = self.at.isoformat()
         decisions = self.state.decisions
-        decisions.append({"kind": kind, **what, "rule": rule, "explanation": explanation, "at": self.at.isoformat()})
-        del decisions[:-MAX_DECISIONS]
-
-
-def _id(prefix: str, customer_id: str, what: str, value: str, caused_by: str) -> str:
-    digest = hashlib.sha256(f"{customer_id}|{what}|{value}|{caused_by}".encode()).hexdigest()
-    return f"{prefix}-{digest[:24]}"
+        decisions.append({"kind": kind, **what, "rule": rule, "explanation": explanation, "at": self._iso})
+        if len(decisions) > MAX_DECISIONS:
+            del decisions[:-MAX_DECISIONS]

@@ -22,6 +22,11 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
     A repeated event id changes nothing. Time-driven changes due before the event are caught up first,
     each at its own day boundary, so the result does not depend on how often sweeps ran.
     """
+    return advance(None if state is None else state.copy(), event, policy)
+
+
+def advance(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
+    """`evolve` for the owner of the state (the replay, a worker): `state` itself becomes the next state."""
     if isinstance(event, ErasureRequested):
         return Outcome(None)  # the whole state goes: nothing about the customer is kept
     if state is not None and (event.event_id in state.seen_ids or already_applied(state, event)):  # type: ignore[arg-type]
@@ -30,15 +35,16 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
     if state is None:
         state = CustomerState(customer_id=event.customer_id, clock=event.occurred_at)
     else:
-        state = state.copy()
         _catch_up(state, event.occurred_at, policy, out)
     credit = apply(state, event, policy)
     if credit is not None:
         out.referrals.append(credit)
     if event.occurred_at > state.clock:
         state.clock = event.occurred_at
-    state.seen_ids.append(event.event_id)
-    del state.seen_ids[: -policy.dedup_memory]
+    seen = state.seen_ids
+    seen.append(event.event_id)
+    if len(seen) > policy.dedup_memory:
+        del seen[: -policy.dedup_memory]
     evaluate(state, state.clock, event.event_id, policy, out)
     if isinstance(event, ReferralCredited):
         grant_referral_reward(state, state.clock, event.event_id, policy, out)
@@ -48,7 +54,11 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
 
 def sweep(state: CustomerState, now: datetime, policy: Policy, population: Population | None = None) -> Outcome:
     """What the passage of time up to `now` causes; with a population, volume is classified too."""
-    state = state.copy()
+    return pass_time(state.copy(), now, policy, population)
+
+
+def pass_time(state: CustomerState, now: datetime, policy: Policy, population: Population | None = None) -> Outcome:
+    """`sweep` for the owner of the state: `state` itself becomes the next state."""
     out = Recorder()
     _catch_up(state, now, policy, out)
     if population is not None:
@@ -61,43 +71,50 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
     # A moment m is evaluated at boundary_after(m); that boundary is still ahead of the clock iff m is
     # later than the last midnight at or before the clock.
     floor = day_start(state.clock)
-    window = timedelta(days=policy.ladder.window_days)
+    spans = policy.spans
+    window = spans.window
     candidates: list[datetime] = []
     for _, bought, amount, refunded in state.purchases:  # in time order: the first one ahead is enough
         if refunded < amount and bought + window > floor:
             candidates.append(bought + window)
             break
-    for feedback in state.feedback:
-        if any(feedback[1:]) and feedback[0] + window > floor:
-            candidates.append(feedback[0] + window)
+    for moment, positive, negative, exceeded, top_nps, public_positive in state.feedback:
+        if (positive or negative or exceeded or top_nps or public_positive) and moment + window > floor:
+            candidates.append(moment + window)
             break
     if state.last_interest_at is not None:
         candidates.append(state.last_interest_at + window)
-    if state.last_purchase_at is not None:
-        inactive = policy.classification.inactive_after_days
-        candidates.append(state.last_purchase_at + timedelta(days=inactive + 1))
-        if state.step in {"habitual", "exclusive"}:
-            gap = state.median_gap_days  # kept by the last evaluation, which ran at `clock`
-            if gap is not None:
-                overdue = math.floor(gap * float(policy.ladder.at_risk_overdue_factor)) + 1
-                candidates.append(state.last_purchase_at + timedelta(days=overdue))
+    last = state.last_purchase_at
+    if last is not None:
+        candidates.append(last + spans.inactive)
+        gap = state.median_gap_days  # kept by the last evaluation, which ran at `clock`
+        if gap is not None and state.step in _HABITUAL:
+            overdue = math.floor(gap * float(policy.ladder.at_risk_overdue_factor)) + 1
+            candidates.append(last + timedelta(days=overdue))
     if state.demotion_pending_since is not None:
-        candidates.append(state.demotion_pending_since + timedelta(days=policy.ladder.demotion_grace_days))
+        candidates.append(state.demotion_pending_since + spans.grace)
     if state.strong_since is not None and not state.permanent:
-        candidates.append(state.strong_since + timedelta(days=policy.classification.permanent_after_days))
+        candidates.append(state.strong_since + spans.permanent)
     ahead = [moment for moment in candidates if moment > floor]
     return boundary_after(min(ahead)) if ahead else None
 
 
+_HABITUAL = frozenset({"habitual", "exclusive"})
+_MIDNIGHT = time(tzinfo=UTC)
+_DAY = timedelta(days=1)
+
+
 def day_start(moment: datetime) -> datetime:
     """Midnight UTC at or before `moment`."""
-    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return datetime.combine(moment.date(), _MIDNIGHT)
 
 
 def boundary_after(moment: datetime) -> datetime:
     """The first UTC midnight at or after `moment`."""
     midnight = day_start(moment)
-    return midnight if midnight == moment else midnight + timedelta(days=1)
+    return midnight if midnight == moment else midnight + _DAY
 
 
 def _catch_up(state: CustomerState, until: datetime, policy: Policy, out: Recorder) -> None:

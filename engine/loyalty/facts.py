@@ -27,7 +27,12 @@ Fact = CustomerRegistered | InterestShown | PurchaseCompleted | PurchaseRefunded
 
 def already_applied(state: CustomerState, event: Fact) -> bool:
     """A purchase whose order is already recorded changes nothing, whatever its event id."""
-    return isinstance(event, PurchaseCompleted) and any(p[0] == event.order_id for p in state.purchases)
+    if isinstance(event, PurchaseCompleted):
+        order = event.order_id
+        for purchase in state.purchases:
+            if purchase[0] == order:
+                return True
+    return False
 
 
 def apply(state: CustomerState, event: Fact | ReferralCredited, policy: Policy) -> ReferralCredited | None:
@@ -54,8 +59,10 @@ def apply(state: CustomerState, event: Fact | ReferralCredited, policy: Policy) 
 
 
 def _purchase(state: CustomerState, event: PurchaseCompleted, policy: Policy) -> ReferralCredited | None:
-    state.purchases.append((event.order_id, event.occurred_at, policy.to_base(event.amount, event.currency), _ZERO))
-    state.purchases.sort(key=lambda p: p[1])
+    purchases = state.purchases
+    purchases.append((event.order_id, event.occurred_at, policy.to_base(event.amount, event.currency), _ZERO))
+    if len(purchases) > 1 and purchases[-2][1] > event.occurred_at:  # a late event: keep time order
+        purchases.sort(key=_purchase_time)
     _trim(state.purchases, _purchase_time, state.clock, policy.ladder.window_days, policy.max_tracked_purchases)
     if state.last_purchase_at is None or event.occurred_at > state.last_purchase_at:
         state.last_purchase_at = event.occurred_at
@@ -114,7 +121,8 @@ def _feedback(state: CustomerState, event: FeedbackReceived, policy: Policy) -> 
             event.public and positive,
         )
     )
-    state.feedback.sort(key=lambda f: f[0])
+    if len(state.feedback) > 1 and state.feedback[-2][0] > event.occurred_at:  # a late event: keep time order
+        state.feedback.sort(key=_feedback_time)
     _trim(state.feedback, _feedback_time, state.clock, policy.ladder.window_days, policy.max_tracked_feedback)
     if event.public:
         state.audience = max(state.audience, event.audience)

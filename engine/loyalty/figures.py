@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from itertools import pairwise
-from statistics import median
 
 from engine.loyalty.policy import Policy
 from engine.loyalty.state import CustomerState
 
 DAY = 86_400.0
+_ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Figures:
     """What the rolling window says about a customer at `at`."""
 
     at: datetime
-    purchase_times: tuple[datetime, ...]
+    purchases_in_window: int  # purchases in the window that were not fully refunded
     window_spend: Decimal
     median_gap_days: float | None
     days_since_last_purchase: int | None
@@ -30,11 +29,6 @@ class Figures:
     top_nps: bool
     public_positive: bool
 
-    @property
-    def purchases_in_window(self) -> int:
-        """Purchases in the window that were not fully refunded."""
-        return len(self.purchase_times)
-
     def satisfaction_score(self, policy: Policy) -> int:
         """Positives minus the weight (12 by default) times negatives (seed 001)."""
         return self.positives - policy.classification.negative_weight * self.negatives
@@ -42,12 +36,17 @@ class Figures:
 
 def figures(state: CustomerState, at: datetime, policy: Policy) -> Figures:
     """The customer's figures over the window that ends at `at` (purchases and feedback are kept in time order)."""
-    start = at - timedelta(days=policy.ladder.window_days)
-    counted: list[datetime] = []
-    spend = Decimal(0)
+    start = at - policy.spans.window
+    previous: datetime | None = None
+    gaps: list[float] = []
+    count = 0
+    spend = _ZERO
     for _, bought, amount, refunded in state.purchases:
         if start < bought <= at and refunded < amount:
-            counted.append(bought)
+            if previous is not None:
+                gaps.append((bought - previous).total_seconds() / DAY)
+            previous = bought
+            count += 1
             spend += amount - refunded
     positives = negatives = 0
     delight = top = public = False
@@ -58,18 +57,25 @@ def figures(state: CustomerState, at: datetime, policy: Policy) -> Figures:
             delight = delight or exceeded or top_nps
             top = top or top_nps
             public = public or public_positive
-    gaps = [(later - earlier).total_seconds() / DAY for earlier, later in pairwise(counted)]
     last = state.last_purchase_at
+    interest = state.last_interest_at
     return Figures(
-        at=at,
-        purchase_times=tuple(counted),
-        window_spend=spend,
-        median_gap_days=median(gaps) if gaps else None,
-        days_since_last_purchase=None if last is None else int((at - last).total_seconds() // DAY),
-        interest_in_window=state.last_interest_at is not None and start < state.last_interest_at <= at,
-        positives=positives,
-        negatives=negatives,
-        delight_signal=delight,
-        top_nps=top,
-        public_positive=public,
+        at,
+        count,
+        spend,
+        _median(gaps) if gaps else None,
+        None if last is None else int((at - last).total_seconds() // DAY),
+        interest is not None and start < interest <= at,
+        positives,
+        negatives,
+        delight,
+        top,
+        public,
     )
+
+
+def _median(values: list[float]) -> float:
+    """The middle value, or the mean of the two middle ones (as `statistics.median` computes it)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from engine.loyalty.policy import Policy
@@ -43,16 +43,13 @@ def offer(
     state: CustomerState, perk: PerkType, rule: str, at: datetime, caused_by: str, policy: Policy
 ) -> str | SuppressedPerk:
     """Grant `perk` (record it, return its id) unless the cooldown or the cap holds it back."""
-    limits = policy.perks
-    keep = timedelta(days=max(limits.cooldown_days, limits.cap_period_days))
-    state.perks = [(p, t) for p, t in state.perks if at - t < keep]
+    limits, spans = policy.perks, policy.spans
+    state.perks = [(p, t) for p, t in state.perks if at - t < spans.perk_memory]
     pid = perk_id(state.customer_id, rule, perk, caused_by)
-    cooldown = timedelta(days=limits.cooldown_days)
-    if any(p == perk and at - t < cooldown for p, t in state.perks):
+    if any(p == perk and at - t < spans.cooldown for p, t in state.perks):
         why = f"Held back: a {perk} was already granted in the last {limits.cooldown_days} days."
         return SuppressedPerk(perk, rule, "cooldown", pid, state.customer_id, at, caused_by, why)
-    period = timedelta(days=limits.cap_period_days)
-    if sum(1 for _, t in state.perks if at - t < period) >= limits.cap:
+    if sum(1 for _, t in state.perks if at - t < spans.cap_period) >= limits.cap:
         why = f"Held back: {limits.cap} perks were already granted in the last {limits.cap_period_days} days."
         return SuppressedPerk(perk, rule, "cap", pid, state.customer_id, at, caused_by, why)
     state.perks.append((perk, at))

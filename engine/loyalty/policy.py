@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -123,6 +125,20 @@ class Policy(_Part):
         """A hash of the effective policy: outputs carry it so every decision names its rules."""
         return hashlib.sha256(orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
+    @cached_property
+    def spans(self) -> Spans:
+        """The policy's durations as timedeltas, computed once (the rules read them on every event)."""
+        ladder, classification, perks = self.ladder, self.classification, self.perks
+        return Spans(
+            window=timedelta(days=ladder.window_days),
+            inactive=timedelta(days=classification.inactive_after_days + 1),
+            grace=timedelta(days=ladder.demotion_grace_days),
+            permanent=timedelta(days=classification.permanent_after_days),
+            cooldown=timedelta(days=perks.cooldown_days),
+            cap_period=timedelta(days=perks.cap_period_days),
+            perk_memory=timedelta(days=max(perks.cooldown_days, perks.cap_period_days)),
+        )
+
     @property
     def currencies(self) -> frozenset[str]:
         """The currencies with a rate: purchases in any other are rejected."""
@@ -136,6 +152,20 @@ class Policy(_Part):
         """The effective policy as YAML, ready to save and edit."""
         data = orjson.loads(orjson.dumps(self.model_dump(mode="json")))
         return f"# Escalera loyalty policy, version {self.version}\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Spans:
+    """The policy's durations: the rolling window, inactivity (first day counted as inactive), demotion grace,
+    permanence, the perk cooldown and cap period, and how long granted perks are remembered."""
+
+    window: timedelta
+    inactive: timedelta
+    grace: timedelta
+    permanent: timedelta
+    cooldown: timedelta
+    cap_period: timedelta
+    perk_memory: timedelta
 
 
 DEFAULT_POLICY = Policy()
