@@ -2,6 +2,8 @@
 
 The bare loop reads the file, parses each line with orjson and sums the amounts as Decimal; the replay
 decodes, validates, runs the loyalty core and writes every output. Ratio = bare seconds / replay seconds.
+A third loop only decodes and validates every line (`schemas.decoder.decode`, as the replay does): the
+least any replay must do, so bare / decode-only bounds the ratio even if the core and the outputs cost nothing.
 
 Run: .venv/bin/python bench/replay.py [--events 1000000] [--bare-runs 3] [--replay-runs 1]
 Writes bench/results/replay.json.
@@ -26,7 +28,7 @@ import orjson
 from engine.loyalty import DEFAULT_POLICY
 from engine.replay_output import replay_file
 from engine.simulation import SimulationSpec, write
-from schemas.decoder import DecodeLimits
+from schemas.decoder import DecodeLimits, Rejection, decode
 
 
 def bare_loop(path: Path) -> tuple[float, Decimal]:
@@ -43,8 +45,21 @@ def bare_loop(path: Path) -> tuple[float, Decimal]:
     return time.perf_counter() - began, total
 
 
+LIMITS = DecodeLimits(currencies=DEFAULT_POLICY.currencies, max_skew=timedelta(minutes=5))
+
+
+def decode_only(path: Path) -> tuple[float, int]:
+    now = datetime.now(UTC)
+    began = time.perf_counter()
+    events = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            events += not isinstance(decode(line.rstrip(b"\n"), now=now, limits=LIMITS), Rejection)
+    return time.perf_counter() - began, events
+
+
 def full_replay(path: Path, out: Path) -> float:
-    limits = DecodeLimits(currencies=DEFAULT_POLICY.currencies, max_skew=timedelta(minutes=5))
+    limits = LIMITS
     began = time.perf_counter()
     replay_file(path, out, DEFAULT_POLICY, limits, datetime.now(UTC))
     return time.perf_counter() - began
@@ -63,10 +78,11 @@ def main() -> None:
         began = time.perf_counter()
         lines = write(SimulationSpec(customers, 365, seed=1, duplicates=0.01, malformed=0.005), source)
         simulated = time.perf_counter() - began
-        bare, replayed = [], []
-        for run in range(max(args.bare_runs, args.replay_runs)):  # alternate, so both see the same machine load
+        bare, decoded, replayed = [], [], []
+        for run in range(max(args.bare_runs, args.replay_runs)):  # alternate, so all see the same machine load
             if run < args.bare_runs:
                 bare.append(bare_loop(source)[0])
+                decoded.append(decode_only(source)[0])
             if run < args.replay_runs:
                 replayed.append(full_replay(source, Path(scratch) / f"out-{run}"))
     result = {
@@ -76,16 +92,24 @@ def main() -> None:
         "lines": lines,
         "simulate_seconds": round(simulated, 2),
         "bare_seconds": {"median": statistics.median(bare), "samples": bare},
+        "decode_only_seconds": {"median": statistics.median(decoded), "samples": decoded},
         "replay_seconds": {"median": statistics.median(replayed), "samples": replayed},
         "replay_lines_per_second": round(lines / statistics.median(replayed)),
         "bare_lines_per_second": round(lines / statistics.median(bare)),
         "ratio_bare_over_replay": round(statistics.median(bare) / statistics.median(replayed), 4),
+        "ratio_bare_over_decode_only": round(statistics.median(bare) / statistics.median(decoded), 4),
+        "microseconds_per_line": {
+            "bare": round(statistics.median(bare) / lines * 1e6, 2),
+            "decode_only": round(statistics.median(decoded) / lines * 1e6, 2),
+            "replay": round(statistics.median(replayed) / lines * 1e6, 2),
+        },
         "target_ratio": 0.25,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("lines", "bare_seconds", "replay_seconds", "ratio_bare_over_replay")}))
+    shown = ("lines", "microseconds_per_line", "ratio_bare_over_replay", "ratio_bare_over_decode_only")
+    print(json.dumps({k: result[k] for k in shown}))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from schemas.events import (
     RejectionSource,
     inbound_adapter,
 )
+from schemas.fast_path import fast_decode
 
 MAX_PAYLOAD_CHARS = 4096
 """How much of a rejected payload a dead letter keeps."""
@@ -73,6 +74,17 @@ def decode(
     raw: bytes, *, now: datetime, limits: DecodeLimits = DEFAULT_LIMITS, key: bytes | None = None
 ) -> InboundEvent | Rejection:
     """A valid event, or a Rejection saying why; `key` (the Kafka record key) names the customer."""
+    if len(raw) <= limits.max_bytes:
+        event = fast_decode(raw, limits.currencies)
+        if event is not None and event.occurred_at <= now + limits.max_skew:
+            return event
+    return decode_with_pydantic(raw, now=now, limits=limits, key=key)
+
+
+def decode_with_pydantic(
+    raw: bytes, *, now: datetime, limits: DecodeLimits = DEFAULT_LIMITS, key: bytes | None = None
+) -> InboundEvent | Rejection:
+    """`decode` with every payload validated by pydantic: the judge of rejections, and the fast path's reference."""
     try:
         if len(raw) > limits.max_bytes:
             return _reject(raw, "too_large", too_large_message(len(raw), limits), key)

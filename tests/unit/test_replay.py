@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.loyalty import DEFAULT_POLICY
+from engine.loyalty import DEFAULT_POLICY, Decision
 from engine.replay import Replay
 from engine.simulation import SimulationSpec, simulate
+from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
@@ -105,3 +106,18 @@ def test_policy_show_prints_the_defaults_and_an_invalid_file_names_its_key(tmp_p
     result = runner.invoke(app, ["policy", "show", "--policy", str(bad)])
     assert result.exit_code != 0
     assert "ladder.habitual_min_purchases" in str(result.exception)
+
+
+def test_every_decision_the_core_builds_is_valid_by_the_contract_and_written_as_pydantic_writes_it(
+    lines: list[bytes],
+) -> None:
+    decisions: list[Decision] = []
+    replay = Replay(DEFAULT_POLICY, LIMITS, NOW, decisions.append, lambda _: None)
+    for line in lines:
+        replay.feed(line)
+    replay.finish()
+    assert {d.type for d in decisions} == {"perk.granted", "customer.step_changed", "customer.classification_changed"}
+    for decision in decisions:  # built without validation (schemas.construct.trusted) for speed
+        validated = type(decision).model_validate(decision.__dict__)
+        assert list(validated.__dict__.items()) == list(decision.__dict__.items())
+        assert flat_json(decision) == decision.model_dump_json().encode()
