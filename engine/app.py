@@ -31,6 +31,23 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Connection options for a plain aiokafka client (same broker and credentials as the app)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(settings.bootstrap_servers),
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.endswith("SSL"):
+        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
+        options["ssl_context"] = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # the settings refuse SASL without credentials
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
 @dataclass(frozen=True)
 class Topology:
     """The app and the channels its agents use."""
@@ -40,6 +57,8 @@ class Topology:
     perks: Any
     transitions: Any
     dead_letters: Any
+    internal: Any  # referral credits and rerouted events keyed by customer, ticks by partition
+    partition_stats: Any  # compacted: each partition's population summary, keyed by partition number
     customers: Any  # faust.Table: customer_id (bytes) -> serialized CustomerState
 
 
@@ -82,5 +101,7 @@ def create_app(settings: Settings) -> Topology:
         perks=topic(settings.topic_perks),
         transitions=topic(settings.topic_transitions),
         dead_letters=topic(settings.topic_dlq),
+        internal=topic(settings.internal_topic),
+        partition_stats=topic(settings.partition_stats_topic),
         customers=customers,
     )

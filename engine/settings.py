@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         return (self.topic_purchases, self.topic_feedback, self.topic_customers)
 
     @property
+    def internal_topic(self) -> str:
+        """Referral credits, rerouted events and clock ticks, between the worker's own partitions."""
+        return f"{self.app_id}-internal"
+
+    @property
+    def partition_stats_topic(self) -> str:
+        """Each partition's population summary (window spends, latest event time), read by every worker."""
+        return f"{self.app_id}-partition-stats"
+
+    @property
     def table_store_url(self) -> str:
         """Faust's store URL for the chosen table store."""
         return f"{self.table_store}://"

@@ -71,6 +71,7 @@ class _Shop:
         self.events: list[tuple[datetime, int, dict[str, Any]]] = []
         self.count = 0
         self.span = (end - start).total_seconds()
+        self.taken: set[tuple[str, datetime]] = set()
 
     def at(self, fraction: float) -> datetime:
         moment = self.start + timedelta(seconds=self.span * min(max(fraction, 0.0), 0.999999))
@@ -78,8 +79,13 @@ class _Shop:
 
     def emit(self, when: datetime, customer: str, event_type: str, **fields: Any) -> None:
         when = when.replace(microsecond=0)
+        # One event per customer per second: Kafka gives no order between topics, so two events of one
+        # customer at the same instant on different topics could reach a worker in either order.
+        while (customer, when) in self.taken:
+            when += timedelta(seconds=1)
         if when >= self.end:
             return
+        self.taken.add((customer, when))
         self.count += 1
         event = {
             "type": event_type,

@@ -41,6 +41,11 @@ class StreamClock:
             self._latest = occurred_at
         return self._advance(partition, occurred_at)
 
+    def heard(self, moment: datetime) -> None:
+        """Another worker saw events up to `moment`: idle partitions may follow it."""
+        if self._latest is None or moment > self._latest:
+            self._latest = moment
+
     def idle_tick(self, partition: int, wall_now: datetime) -> datetime | None:
         """For an idle partition: follow the latest time seen anywhere, then the wall clock if allowed."""
         target = self._latest

@@ -41,6 +41,9 @@ def loyalty_topics(settings: Settings) -> list[TopicSpec]:
         spec(settings.topic_transitions),
         # Dead letters wait for a person: keep them four weeks.
         spec(settings.topic_dlq, **{"retention.ms": str(4 * WEEK_MS)}),
+        # The worker's own: referral credits must reach the referrer's partition, so the same count.
+        spec(settings.internal_topic),
+        spec(settings.partition_stats_topic, **{"cleanup.policy": "compact"}),
     ]
 
 

@@ -16,6 +16,7 @@ from engine.topics import ensure_topics
 def register(app: typer.Typer) -> None:
     """Add the Kafka commands to the CLI."""
     app.command("publish")(publish_command)
+    app.command("worker")(worker_command)
     app.command("demo")(demo_command)
 
 
@@ -45,6 +46,25 @@ def publish_command(
         f"published {report.total} records in {report.seconds:.1f} s ({per_topic}); "
         f"{report.unkeyed} unreadable lines sent unkeyed for the engine to dead-letter"
     )
+
+
+def worker_command(
+    ctx: typer.Context,
+    tick: float = typer.Option(1.0, min=0.05, help="Seconds between each owned partition's clock ticks."),
+) -> None:
+    """Run a streaming worker: consume the inbound topics, climb the ladder, publish perks and transitions.
+
+    Stops cleanly on SIGTERM or Ctrl-C: what was processed is committed, the rest is read again next time.
+    """
+    from faust.worker import Worker
+
+    from engine.loyalty import load_policy
+    from engine.worker import build_worker
+
+    settings: Settings = ctx.obj
+    ensure_topics(settings)
+    app, _ = build_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
 
 
 def demo_command(

@@ -24,6 +24,7 @@ def isolated_env(bootstrap: str, partitions: int = 3) -> dict[str, str]:
     topics = ("PURCHASES", "FEEDBACK", "CUSTOMERS", "PERKS", "TRANSITIONS", "DLQ")
     return {
         "ESCALERA_BOOTSTRAP_SERVERS": bootstrap,
+        "ESCALERA_APP_ID": f"escalera-{tag}",  # the worker's internal topics are named after it
         "ESCALERA_TOPIC_PARTITIONS": str(partitions),
         **{f"ESCALERA_TOPIC_{name}": f"{name.lower()}-{tag}" for name in topics},
     }

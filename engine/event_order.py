@@ -1,0 +1,65 @@
+"""Event-time order across inputs, as the offline replay sees a time-sorted file.
+
+Purchases, feedback and customer events arrive on three topics and several partitions; Kafka orders each
+topic partition, not all of them together. Each input (a topic partition, or the worker's own queue of
+referral credits) is a FIFO queue whose order is kept, late events included; the next item is the head with
+the earliest event time, taken only when every input has a head or has nothing more to read right now.
+This is how Kafka Streams synchronizes the inputs of a task (KIP-353, `max.task.idle.ms`). Ties go to the
+input listed first.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+class EventTimeMerge(Generic[K, T]):
+    """One queue per input; `release` gives items in event-time order."""
+
+    def __init__(self, inputs: Iterable[K] = ()) -> None:
+        self._queues: dict[K, deque[tuple[datetime, T]]] = {}
+        self.set_inputs(inputs)
+
+    def set_inputs(self, inputs: Iterable[K]) -> list[T]:
+        """Follow a new set of inputs (their order is the tie-break order); return what dropped inputs held."""
+        wanted = list(dict.fromkeys(inputs))
+        dropped = [item for key, queue in self._queues.items() if key not in wanted for _, item in queue]
+        self._queues = {key: self._queues.get(key) or deque() for key in wanted}
+        return dropped
+
+    def push(self, key: K, occurred_at: datetime, item: T) -> None:
+        """Queue an item read from input `key` (an input not followed yet is added last)."""
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        queue.append((occurred_at, item))
+
+    def release(self, drained: Callable[[K], bool]) -> Iterator[T]:
+        """Items that can go now, earliest first; `drained(key)` says an input has nothing more to read."""
+        while True:
+            best: tuple[datetime, int] | None = None
+            best_queue: deque[tuple[datetime, T]] | None = None
+            for rank, (key, queue) in enumerate(self._queues.items()):
+                if queue:
+                    head = (queue[0][0], rank)
+                    if best is None or head < best:
+                        best, best_queue = head, queue
+                elif not drained(key):
+                    return  # this input may still hold an earlier event
+            if best_queue is None:
+                return
+            yield best_queue.popleft()[1]
+
+    def flush(self) -> Iterator[T]:
+        """Every queued item in event-time order, without waiting for any input."""
+        yield from self.release(lambda _: True)
+
+    def pending(self) -> int:
+        """How many items wait."""
+        return sum(len(queue) for queue in self._queues.values())

@@ -1,0 +1,411 @@
+"""The streaming engine: one Faust agent that decodes, orders by event time, applies the core and publishes.
+
+Per batch: decode each record (bad ones go to the dead-letter topic), queue it in its partition's event-time
+merge, then for every event the merge releases: load the customer's state, run the pure core (`advance`),
+keep the state, publish the decisions. States are written to the table once per batch, and records are
+acknowledged only after their effects are queued for sending: Faust flushes the producer before it commits
+an offset, so a crash replays unacknowledged records, which change nothing the second time (at-least-once
+with idempotent effects; `exactly_once` is not used: it has open bugs in faust-streaming).
+
+Table writes go to the changelog partition of Faust's *current event* (and RocksDB keeps them under that
+partition), so the current event is set to the record being applied before any table access: a batch and
+the merge mix partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.types import TP
+from kafka.partitioner.default import murmur2
+
+from engine.app import Topology, aiokafka_options, create_app
+from engine.due_calendar import DueCalendar
+from engine.event_order import EventTimeMerge
+from engine.loyalty import CustomerState, Outcome, Policy, ReferralCredited, advance, pass_time
+from engine.loyalty.figures import figures
+from engine.population_board import PartitionSummary, PopulationBoard
+from engine.settings import Settings
+from engine.stream_clock import StreamClock
+from schemas.construct import flat_json
+from schemas.decoder import DecodeLimits, Rejection, decode
+from schemas.events import InboundEvent, RejectionSource
+
+log = logging.getLogger("escalera.worker")
+
+BATCH = 1000  # records per batch at most
+BATCH_WAIT = 0.02  # seconds a batch waits to fill
+# Internal records start with a tag: a clock tick for the partition it is sent to, a referral credit for
+# the customer it is keyed by, or an inbound event rerouted to its customer's partition.
+TICK, CREDIT, EVENT = b"T", b"C", b"E"
+LOCAL_CREDITS = ""  # the merge input of credits this worker queues for its own partitions (no topic)
+MERGE_WAIT = 2.0  # seconds the merge may wait for an input whose position is unknown (see EventTimeMerge)
+
+
+@dataclass
+class Tally:
+    """What this worker has done, for the logs, the demo and (issue 6) the metrics."""
+
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    decisions: int = 0
+    perks: int = 0
+    referrals: int = 0
+    sweeps: int = 0
+
+
+@dataclass
+class _Partition:
+    """What this worker keeps for a partition it owns."""
+
+    calendar: DueCalendar = field(default_factory=DueCalendar)
+    members: set[str] = field(default_factory=set)
+    changed: bool = True  # since its summary was last posted
+    population: Any = None  # the population its volume classes were last set against
+
+
+class Engine:
+    """The worker's state and its handling of batches and ticks (the Faust agent only hands them over)."""
+
+    def __init__(self, settings: Settings, policy: Policy, topology: Topology) -> None:
+        self.settings, self.policy, self.topology = settings, policy, topology
+        self.limits = DecodeLimits(
+            max_bytes=settings.max_event_bytes,
+            max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            currencies=policy.currencies,
+        )
+        self.table = topology.customers
+        self.inbound = frozenset(settings.inbound_topics)
+        # One merge over every input this worker owns: partitions cannot run ahead of one another, so a
+        # referral credit reaches its referrer before the referrer's later events, as in the replay.
+        self.merge: EventTimeMerge[tuple[str, int], tuple[Any, InboundEvent | ReferralCredited]] = EventTimeMerge()
+        self.context: dict[int, Any] = {}  # partition -> a record of it, to write that partition's table part
+        self.clock = StreamClock(wall_clock_when_idle=settings.wall_clock_when_idle)
+        self.board = PopulationBoard(settings.topic_partitions, policy.classification.high_volume_share)
+        self.partitions: dict[int, _Partition] = {}
+        self.cache: dict[str, CustomerState] = {}
+        self.dirty: dict[str, Any] = {}  # customer_id -> the event whose partition their state is written under
+        self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
+        self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
+        self.waiting_since: float | None = None  # monotonic time the merge started holding records back
+        self.tally = Tally()
+
+    # ---- batches -------------------------------------------------------------------------------------
+
+    async def handle(self, stream: Any, events: list[Any]) -> None:
+        """Process one batch; acknowledge each record once its effects are queued for sending."""
+        self._follow_assignment()
+        done: list[Any] = []
+        for event in events:
+            message = event.message
+            self.tally.consumed += 1
+            self.context[message.partition] = event
+            if message.topic == self.topology.internal.get_topic_name():
+                self._internal(stream, event)
+                done.append(event)
+                continue
+            self.offsets[message.tp] = message.offset
+            result = decode(event.value, now=datetime.now(UTC), limits=self.limits, key=event.key)
+            if isinstance(result, Rejection):
+                self._dead_letter(result, message)
+                done.append(event)
+            elif event.key != result.customer_id.encode():
+                # not keyed by its customer: repartition it to the customer's partition
+                self.topology.internal.send_soon(key=result.customer_id.encode(), value=EVENT + event.value)
+                done.append(event)
+            else:
+                self.merge.push((message.topic, message.partition), result.occurred_at, (event, result))
+        done.extend(self._release(stream))
+        log.debug(
+            "batch of %d records: %d applied and acknowledged, %d wait", len(events), len(done), self.merge.pending()
+        )
+        self._write_states(stream)
+        for event in done:
+            await stream.ack(event)
+
+    def _release(self, stream: Any, *, force: bool = False) -> list[Any]:
+        """Apply what the merge lets go; return the records among them (local credits have none of their own)."""
+        released = []
+        for event, decoded in self.merge.release((lambda _: True) if force else self._drained):
+            self._apply(stream, event, decoded)
+            if not isinstance(decoded, ReferralCredited):
+                released.append(event)
+        waiting = self.merge.pending() > 0
+        self.waiting_since = (self.waiting_since or time.monotonic()) if waiting else None
+        return released
+
+    def _drained(self, key: tuple[str, int]) -> bool:
+        """Nothing more to read now at an input: every record up to its high watermark has been read."""
+        if key[0] == LOCAL_CREDITS:
+            return True  # filled while applying events, never read
+        tp = TP(*key)
+        highwater = self.topology.app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        seen = self.offsets.get(tp)
+        return highwater == 0 if seen is None else seen + 1 >= highwater
+
+    def _apply(self, stream: Any, event: Any, decoded: InboundEvent | ReferralCredited) -> None:
+        """Sweep the partition up to the event's day, then apply the event to its customer."""
+        partition = event.message.partition
+        stream._set_current_event(event)  # table writes and reads go to this record's partition
+        boundary = self.clock.observe(partition, decoded.occurred_at)
+        if boundary is not None:
+            self._sweep(event, partition, boundary)
+        customer_id = decoded.customer_id
+        state = self._load(customer_id)
+        due_before = None if state is None else state.due
+        self._record(event, partition, customer_id, advance(state, decoded, self.policy), due_before)
+        self.tally.applied += 1
+
+    # ---- state ---------------------------------------------------------------------------------------
+
+    def _load(self, customer_id: str) -> CustomerState | None:
+        state = self.cache.get(customer_id)
+        if state is None and customer_id not in self.erased:  # the table keeps them until the batch is written
+            raw = self.table.get(customer_id.encode())
+            if raw is not None:
+                state = self.cache[customer_id] = CustomerState.from_json(raw)
+        return state
+
+    def _record(self, event: Any, partition: int, customer_id: str, outcome: Outcome, due: datetime | None) -> None:
+        """Keep the outcome's state and publish what it decided."""
+        if outcome.duplicate:
+            self.tally.duplicates += 1
+            return
+        owned = self.partitions.setdefault(partition, _Partition())
+        owned.changed = True
+        state = outcome.state
+        if state is None:
+            self.cache.pop(customer_id, None)
+            self.erased.add(customer_id)
+            owned.members.discard(customer_id)
+        else:
+            self.cache[customer_id] = state
+            self.erased.discard(customer_id)  # erased, then back with a new event
+            owned.members.add(customer_id)
+            if state.due is not None and state.due != due:
+                owned.calendar.add(state.due, customer_id)
+        self.dirty[customer_id] = event
+        key = customer_id.encode()
+        for decision in outcome.emitted:
+            target = self.topology.perks if decision.type == "perk.granted" else self.topology.transitions
+            target.send_soon(key=key, value=flat_json(decision))
+            self.tally.decisions += 1
+            self.tally.perks += decision.type == "perk.granted"
+        for credit in outcome.referrals:
+            self._credit(credit)
+
+    def _credit(self, credit: ReferralCredited) -> None:
+        """Send a referral credit to the referrer's partition; if this worker owns it, queue it here too, at
+        its event time (the copy from Kafka then changes nothing; it is there in case this worker dies)."""
+        key = credit.customer_id.encode()
+        self.topology.internal.send_soon(key=key, value=CREDIT + credit.model_dump_json().encode())
+        self.tally.referrals += 1
+        partition = partition_of(key, self.settings.topic_partitions)
+        context = self.context.get(partition)
+        if partition in self.partitions and context is not None:
+            self.merge.push((LOCAL_CREDITS, partition), credit.occurred_at, (context, credit))
+
+    def _write_states(self, stream: Any) -> None:
+        """Write every state changed in this batch to the table (its changelog), once each."""
+        for customer_id, event in self.dirty.items():
+            stream._set_current_event(event)
+            key = customer_id.encode()
+            state = self.cache.get(customer_id)
+            if state is not None:
+                self.table[key] = state.to_json()
+            elif key in self.table:
+                del self.table[key]  # erasure: a tombstone in the changelog
+
+        self.dirty.clear()
+        self.erased.clear()
+
+    # ---- time ----------------------------------------------------------------------------------------
+
+    def _sweep(self, event: Any, partition: int, until: datetime) -> None:
+        """What the passage of time up to `until` causes for the partition's customers who are due."""
+        owned = self.partitions.setdefault(partition, _Partition())
+        for _, customer_id in owned.calendar.take(until):
+            state = self._load(customer_id)
+            if state is None or state.due is None:
+                continue
+            if state.due > until:
+                owned.calendar.add(state.due, customer_id)
+                continue
+            due = state.due
+            self._record(event, partition, customer_id, pass_time(state, until, self.policy), due)
+            self.tally.sweeps += 1
+
+    def _tick(self, stream: Any, event: Any, partition: int) -> None:
+        """A partition's periodic turn: let waiting records go, follow idle time, post and use population figures."""
+        owned = self.partitions.get(partition)
+        if owned is None:
+            return  # not (or no longer) ours
+        waited = self.waiting_since is not None and time.monotonic() - self.waiting_since > MERGE_WAIT
+        self._release(stream, force=waited)
+        stream._set_current_event(event)
+        idle = self.merge.pending() == 0 and all(self._drained((topic, partition)) for topic in self.inbound)
+        if not idle:
+            return
+        latest = self.board.latest()
+        if latest is not None:
+            self.clock.heard(latest)
+        target = self.clock.idle_tick(partition, datetime.now(UTC))
+        if target is not None:
+            self._sweep(event, partition, target)
+        if owned.changed:
+            self._post_summary(partition, owned)
+        population = self.board.population()
+        if population is not None and population != owned.population:
+            moment = self.clock.now(partition)
+            for customer_id in sorted(owned.members):
+                state = self._load(customer_id)
+                if state is not None and moment is not None:
+                    due = state.due
+                    self._record(event, partition, customer_id, pass_time(state, moment, self.policy, population), due)
+            owned.population = population
+
+    def _post_summary(self, partition: int, owned: _Partition) -> None:
+        spends = []
+        for customer_id in owned.members:
+            state = self._load(customer_id)
+            if state is not None:
+                spend = figures(state, state.clock, self.policy).window_spend
+                if spend > 0:
+                    spends.append(spend)
+        summary = PartitionSummary(self.clock.now(partition), tuple(sorted(spends)))
+        self.topology.partition_stats.send_soon(key=str(partition).encode(), value=summary.to_bytes())
+        self.board.post(partition, summary)
+        owned.changed = False
+
+    # ---- internal records ----------------------------------------------------------------------------
+
+    def _internal(self, stream: Any, event: Any) -> None:
+        """An internal record: a tag byte, then its body (see `TICK`, `CREDIT`, `EVENT`)."""
+        tag, body = event.value[:1], event.value[1:]
+        if tag == TICK:
+            self._tick(stream, event, event.message.partition)
+        elif tag == CREDIT:
+            self._apply(stream, event, ReferralCredited.model_validate_json(body))
+        elif tag == EVENT:
+            result = decode(body, now=datetime.now(UTC), limits=self.limits)
+            if not isinstance(result, Rejection):
+                self._apply(stream, event, result)
+
+    def _dead_letter(self, rejection: Rejection, message: Any) -> None:
+        source = RejectionSource(topic=message.topic, partition=message.partition, offset=message.offset)
+        letter = rejection.to_event(source, datetime.now(UTC))
+        key = None if letter.customer_id is None else letter.customer_id.encode()
+        self.topology.dead_letters.send_soon(key=key, value=letter.model_dump_json().encode())
+        self.tally.rejected += 1
+
+    # ---- ownership -----------------------------------------------------------------------------------
+
+    def owned_partitions(self) -> list[int]:
+        """The partitions of the inbound topics this worker actively owns (not standbys)."""
+        assignment = self.topology.app.consumer.assignment()
+        return sorted({tp.partition for tp in assignment if tp.topic in self.inbound})
+
+    def _follow_assignment(self) -> None:
+        """After a rebalance: forget partitions given away, learn the ones received from the table."""
+        owned = set(self.owned_partitions())
+        if owned == set(self.partitions) and self.partitions:
+            return
+        # Records queued for partitions given away are unacknowledged: the new owner reads them again.
+        inputs = [(LOCAL_CREDITS, p) for p in sorted(owned)] + [
+            (t, p) for p in sorted(owned) for t in self.settings.inbound_topics
+        ]
+        self.merge.set_inputs(inputs)
+        for partition in set(self.partitions) - owned:
+            self.clock.forget(partition)
+            self.context.pop(partition, None)
+            del self.partitions[partition]
+        self.cache.clear()
+        new = owned - set(self.partitions)
+        for partition in new:
+            self.partitions[partition] = _Partition()
+        self._learn(new)
+
+    def _learn(self, partitions: Iterable[int]) -> None:
+        """File the customers of newly owned partitions under their due days and restore the partitions' clocks."""
+        wanted = set(partitions)
+        if not wanted:
+            return
+        for key, raw in self.table.items():
+            partition = partition_of(key, self.settings.topic_partitions)
+            if partition not in wanted:
+                continue  # a standby copy or another partition
+            state = CustomerState.from_json(raw)
+            owned = self.partitions[partition]
+            owned.members.add(state.customer_id)
+            if state.due is not None:
+                owned.calendar.add(state.due, state.customer_id)
+            if self.clock.now(partition) is None or state.clock > self.clock.now(partition):  # type: ignore[operator]
+                self.clock.restore(partition, state.clock)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client) gives a record key."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def build_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) -> tuple[faust.App, Engine]:
+    """The Faust app with Escalera's agent, its ticks and the reader of population figures."""
+    topology = create_app(settings)
+    app = topology.app
+    engine = Engine(settings, policy, topology)
+    channel = app.topic(
+        *settings.inbound_topics, topology.internal.get_topic_name(),
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    )  # fmt: skip
+
+    # concurrency=1: the agent writes a table (faust-streaming #606 loses messages with more)
+    @app.agent(channel, concurrency=1, name="escalera.loyalty")
+    async def loyalty(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH, within=BATCH_WAIT):
+            await engine.handle(stream, list(events))
+
+    @app.timer(interval=tick_seconds)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        for partition in engine.owned_partitions():
+            await topology.internal.send(value=TICK, partition=partition)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def read_population() -> None:
+        await _read_partition_stats(settings, topology, engine.board)
+
+    return app, engine
+
+
+async def _read_partition_stats(settings: Settings, topology: Topology, board: PopulationBoard) -> None:
+    """Follow every partition's summary, whichever worker posts it (a plain consumer of the compacted topic:
+    Faust's GlobalTable misses updates with several workers, robinhood/faust #716 and #541)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    name = topology.partition_stats.get_topic_name()
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
+    await consumer.start()
+    try:
+        while not (partitions := consumer.partitions_for_topic(name)):
+            await asyncio.sleep(0.5)
+            await consumer._client.force_metadata_update()  # the topic is created by the app at start-up
+        consumer.assign([TopicPartition(name, p) for p in partitions])
+        await consumer.seek_to_beginning()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    if record.key is not None and record.value is not None:
+                        board.post(int(record.key), PartitionSummary.from_bytes(record.value))
+    finally:
+        await consumer.stop()

@@ -1,0 +1,179 @@
+"""The streaming worker on the real broker: it ends where the offline replay ends, and each rule works end to end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.simulation import SimulationSpec, simulate
+from engine.worker import partition_of
+from tests.integration.engine_harness import (
+    Reference,
+    engine_env,
+    publish_lines,
+    read_all,
+    replay_of,
+    running_workers,
+    table_states,
+    wait_for_states,
+    wait_until,
+)
+
+PARTITIONS = 4
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+def _in_partition(prefix: str, partition: int) -> str:
+    return next(f"{prefix}-{n}" for n in range(1000) if partition_of(f"{prefix}-{n}".encode(), PARTITIONS) == partition)
+
+
+ALICE, DAVE, FRANK, ERIN = "alice-1", "dave-1", "frank-1", "erin-1"
+BOB, CAROL = _in_partition("bob", 0), _in_partition("carol", 1)  # referrer and referred in different partitions
+
+
+def line(kind: str, event_id: str, customer: str, day: float, **fields: Any) -> bytes:
+    moment = (T0 + timedelta(days=day)).isoformat().replace("+00:00", "Z")
+    event = {"type": kind, "event_id": event_id, "customer_id": customer, "occurred_at": moment, "schema_version": 1}
+    return orjson.dumps({**event, **fields})
+
+
+def purchase(event_id: str, customer: str, day: float, amount: str = "40.00", **fields: Any) -> bytes:
+    return line("purchase.completed", event_id, customer, day, order_id=f"o-{event_id}", amount=amount,
+                currency="EUR", **fields)  # fmt: skip
+
+
+SCENARIO = [
+    b"this is not json",
+    line("customer.registered", "e-1", ALICE, 0),
+    line("customer.registered", "e-2", BOB, 0),
+    line("customer.registered", "e-3", DAVE, 0),
+    line("purchase.completed", "e-bad-amount", ALICE, 0.5, order_id="o-x", amount="-5", currency="EUR"),
+    line("loyalty.unknown", "e-bad-type", ALICE, 0.5),
+    line("customer.registered", "e-4", FRANK, 1),
+    line("customer.interest_shown", "e-5", ALICE, 1, signal="cart"),
+    purchase("e-6", ALICE, 2),
+    purchase("e-6", ALICE, 2),  # the same event delivered twice
+    purchase("e-7", BOB, 3),
+    purchase("e-8", DAVE, 4),
+    line("customer.registered", "e-9", CAROL, 5, referred_by=BOB),
+    purchase("e-10", FRANK, 6),
+    purchase("e-11", CAROL, 10),  # Carol's first purchase: Bob's referral converts
+    purchase("e-13", ALICE, 40),
+    line("feedback.received", "e-14", ALICE, 41, channel="survey", nps=10, expectation="exceeded"),
+]
+LATER = [  # published once Frank's state is in the table, so his erasure has something to erase
+    line("customer.erasure_requested", "e-12", FRANK, 42),
+    line("customer.interest_shown", "e-15", ERIN, 200, signal="visit"),  # time moves on: Dave becomes inactive
+]
+
+
+@pytest.fixture(scope="module")
+def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    env = engine_env(bootstrap, PARTITIONS)
+    reference = replay_of(SCENARIO + LATER)
+    publish_lines(env, SCENARIO)
+    with running_workers(env, tmp_path_factory.mktemp("scenario")):
+        wait_until(lambda: FRANK in table_states(bootstrap, env), 120, "Frank's state is in the table")
+        publish_lines(env, LATER)
+        wait_for_states(bootstrap, env, reference.states, 120)
+    return {
+        "env": env,
+        "reference": reference,
+        "states": table_states(bootstrap, env),
+        "perks": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])],  # type: ignore[arg-type]
+        "transitions": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"])],  # type: ignore[arg-type]
+        "dead_letters": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])],  # type: ignore[arg-type]
+        "changelog": read_all(bootstrap, f"{env['ESCALERA_APP_ID']}-customers-changelog"),
+    }
+
+
+def perks_of(scenario: dict[str, Any], customer: str) -> list[str]:
+    return [p["perk"] for p in scenario["perks"] if p["customer_id"] == customer]
+
+
+def test_the_worker_publishes_the_perks_the_replay_grants(scenario: dict[str, Any]) -> None:
+    reference: Reference = scenario["reference"]
+    assert {p["perk_id"] for p in scenario["perks"]} == reference.perk_ids
+    assert Counter(p["perk_id"] for p in scenario["perks"]).most_common(1)[0][1] == 1  # none published twice
+
+
+def test_a_purchase_moves_the_customer_up_the_ladder_and_earns_a_perk(scenario: dict[str, Any]) -> None:
+    assert scenario["states"][ALICE].step == "occasional"
+    steps = [(t["from_step"], t["to_step"]) for t in scenario["transitions"]
+             if t["customer_id"] == ALICE and t["type"] == "customer.step_changed"]  # fmt: skip
+    assert steps == [(None, "possible"), ("possible", "potential"), ("potential", "buyer"), ("buyer", "occasional")]
+    welcome = [p for p in scenario["perks"] if p["customer_id"] == ALICE and p["perk"] == "welcome_offer"]
+    assert len(welcome) == 1 and welcome[0]["rule"] == "enters.buyer" and welcome[0]["explanation"]
+
+
+def test_bad_events_are_dead_lettered_with_their_reason_and_the_rest_goes_on(scenario: dict[str, Any]) -> None:
+    letters = scenario["dead_letters"]
+    assert sorted(d["reason"] for d in letters) == ["invalid_field", "invalid_json", "unknown_type"]
+    assert all(d["payload"] and d["source"]["topic"] and d["source"]["offset"] is not None for d in letters)
+    assert next(d for d in letters if d["reason"] == "invalid_field")["customer_id"] == ALICE
+    assert ALICE in scenario["states"]  # events after the bad ones were applied
+
+
+def test_a_redelivered_event_changes_nothing(scenario: dict[str, Any]) -> None:
+    assert scenario["states"][ALICE].seen_ids.count("e-6") == 1
+    assert perks_of(scenario, ALICE).count("welcome_offer") == 1
+
+
+def test_a_referral_is_credited_to_a_referrer_in_another_partition(scenario: dict[str, Any]) -> None:
+    bob = scenario["states"][BOB]
+    assert bob.converted_referrals == 1 and bob.step == "propagandist" and bob.influence == "regular"
+    assert "referral_reward" in perks_of(scenario, BOB)
+
+
+def test_time_passing_makes_a_customer_inactive_and_earns_a_win_back_offer(scenario: dict[str, Any]) -> None:
+    assert scenario["states"][DAVE].activity == "inactive"
+    offer = next(p for p in scenario["perks"] if p["customer_id"] == DAVE and p["perk"] == "win_back_offer")
+    assert offer["caused_by"].startswith("sweep:") and offer["evidence"]["days_since_last_purchase"] > 180
+
+
+def test_erasure_leaves_no_state_and_a_tombstone_in_the_changelog(scenario: dict[str, Any]) -> None:
+    assert FRANK not in scenario["states"]
+    last = [value for key, value in scenario["changelog"] if key == FRANK.encode()][-1]
+    assert last is None
+
+
+def simulation(customers: int, seed: int) -> list[bytes]:
+    return list(simulate(SimulationSpec(customers, 365, seed, duplicates=0.02, malformed=0.01)))
+
+
+def test_one_worker_ends_where_the_replay_ends(bootstrap: str, tmp_path: Path) -> None:
+    lines = simulation(500, seed=5)
+    reference = replay_of(lines)
+    assert len(lines) >= 5000 and len(reference.states) >= 500 and reference.rejected
+    env = engine_env(bootstrap, PARTITIONS)
+    publish_lines(env, lines)
+    with running_workers(env, tmp_path, count=1):
+        wait_for_states(bootstrap, env, reference.states, 180)
+    perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
+    assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
+    letters = read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])
+    got = Counter((orjson.loads(v)["reason"], orjson.loads(v)["payload"]) for _, v in letters)  # type: ignore[arg-type]
+    assert got == Counter((r.reason, r.payload) for r in reference.rejected)
+
+
+def test_a_worker_stopped_and_restarted_restores_its_table_and_counts_nothing_twice(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    lines = simulation(200, seed=8)
+    half = len(lines) // 2
+    env = engine_env(bootstrap, PARTITIONS)
+    first = replay_of(lines[:half])
+    publish_lines(env, lines[:half])
+    with running_workers(env, tmp_path / "first"):
+        wait_for_states(bootstrap, env, first.states, 120)
+    whole = replay_of(lines)
+    publish_lines(env, lines[half:])
+    with running_workers(env, tmp_path / "second"):  # a new data directory: the table comes from the changelog
+        wait_for_states(bootstrap, env, whole.states, 120)
+    perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
+    assert {orjson.loads(v)["perk_id"] for _, v in perks} == whole.perk_ids  # type: ignore[arg-type]
