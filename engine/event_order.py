@@ -40,8 +40,11 @@ class EventTimeMerge(Generic[K, T]):
             queue = self._queues[key] = deque()
         queue.append((occurred_at, item))
 
-    def release(self, drained: Callable[[K], bool]) -> Iterator[T]:
-        """Items that can go now, earliest first; `drained(key)` says an input has nothing more to read."""
+    def release(self, drained: Callable[[K], bool], until: datetime | None = None) -> Iterator[T]:
+        """Items that can go now, earliest first; `drained(key)` says an input has nothing more to read.
+
+        With `until`, nothing later than it goes (another worker may still send an earlier item).
+        """
         while True:
             best: tuple[datetime, int] | None = None
             best_queue: deque[tuple[datetime, T]] | None = None
@@ -52,13 +55,22 @@ class EventTimeMerge(Generic[K, T]):
                         best, best_queue = head, queue
                 elif not drained(key):
                     return  # this input may still hold an earlier event
-            if best_queue is None:
+            if best is None or best_queue is None or (until is not None and best[0] > until):
                 return
             yield best_queue.popleft()[1]
 
     def flush(self) -> Iterator[T]:
         """Every queued item in event-time order, without waiting for any input."""
         yield from self.release(lambda _: True)
+
+    def inputs(self) -> list[K]:
+        """The inputs followed, in tie-break order."""
+        return list(self._queues)
+
+    def items(self) -> Iterator[tuple[datetime, T]]:
+        """Every queued item with its event time."""
+        for queue in self._queues.values():
+            yield from queue
 
     def pending(self) -> int:
         """How many items wait."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
@@ -44,9 +44,16 @@ BATCH = 1000  # records per batch at most
 BATCH_WAIT = 0.02  # seconds a batch waits to fill
 # Internal records start with a tag: a clock tick for the partition it is sent to, a referral credit for
 # the customer it is keyed by, or an inbound event rerouted to its customer's partition.
-TICK, CREDIT, EVENT = b"T", b"C", b"E"
+# A watermark tells the owners of other partitions the earliest event time at which the sender may still
+# emit a referral credit: they hold back later events until it has passed (see `Engine._frontier`).
+TICK, CREDIT, EVENT, WATERMARK = b"T", b"C", b"E", b"W"
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 LOCAL_CREDITS = ""  # the merge input of credits this worker queues for its own partitions (no topic)
-MERGE_WAIT = 2.0  # seconds the merge may wait for an input whose position is unknown (see EventTimeMerge)
+
+
+_Item = tuple[Any, InboundEvent | ReferralCredited, bool]
+"""A queued record: the Faust event (its partition is where the state is written), what it says, and whether
+acknowledging that event is this item's to do."""
 
 
 @dataclass
@@ -87,7 +94,13 @@ class Engine:
         self.inbound = frozenset(settings.inbound_topics)
         # One merge over every input this worker owns: partitions cannot run ahead of one another, so a
         # referral credit reaches its referrer before the referrer's later events, as in the replay.
-        self.merge: EventTimeMerge[tuple[str, int], tuple[Any, InboundEvent | ReferralCredited]] = EventTimeMerge()
+        self.merge: EventTimeMerge[tuple[str, int], _Item] = EventTimeMerge()
+        self.last_read: dict[tuple[str, int], datetime] = {}  # event time of the last record read per input
+        # partition read on -> other workers' partitions -> their frontier: a watermark vouches only for the
+        # credits sent on the partition it was read from (credits and watermarks are ordered per partition)
+        self.watermarks: dict[int, dict[int, datetime | None]] = {}
+        self.sent_frontier: tuple[datetime | None, tuple[int, ...]] | None = None
+        self.referred: set[str] = set()  # customers registered with a referrer: their first purchase converts
         self.context: dict[int, Any] = {}  # partition -> a record of it, to write that partition's table part
         self.clock = StreamClock(wall_clock_when_idle=settings.wall_clock_when_idle)
         self.board = PopulationBoard(settings.topic_partitions, policy.classification.high_volume_share)
@@ -96,7 +109,6 @@ class Engine:
         self.dirty: dict[str, Any] = {}  # customer_id -> the event whose partition their state is written under
         self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
-        self.waiting_since: float | None = None  # monotonic time the merge started holding records back
         self.tally = Tally()
 
     # ---- batches -------------------------------------------------------------------------------------
@@ -110,8 +122,8 @@ class Engine:
             self.tally.consumed += 1
             self.context[message.partition] = event
             if message.topic == self.topology.internal.get_topic_name():
-                self._internal(stream, event)
-                done.append(event)
+                if self._internal(stream, event):
+                    done.append(event)
                 continue
             self.offsets[message.tp] = message.offset
             result = decode(event.value, now=datetime.now(UTC), limits=self.limits, key=event.key)
@@ -123,8 +135,15 @@ class Engine:
                 self.topology.internal.send_soon(key=result.customer_id.encode(), value=EVENT + event.value)
                 done.append(event)
             else:
-                self.merge.push((message.topic, message.partition), result.occurred_at, (event, result))
+                stream._set_current_event(event)
+                self._load(result.customer_id)  # warm the cache: the frontier reads states without a record
+                if result.type == "customer.registered" and result.referred_by is not None:
+                    self.referred.add(result.customer_id)
+                source = (message.topic, message.partition)
+                self.merge.push(source, result.occurred_at, (event, result, True))
+                self.last_read[source] = result.occurred_at
         done.extend(self._release(stream))
+        self._announce_frontier()
         log.debug(
             "batch of %d records: %d applied and acknowledged, %d wait", len(events), len(done), self.merge.pending()
         )
@@ -132,15 +151,13 @@ class Engine:
         for event in done:
             await stream.ack(event)
 
-    def _release(self, stream: Any, *, force: bool = False) -> list[Any]:
-        """Apply what the merge lets go; return the records among them (local credits have none of their own)."""
+    def _release(self, stream: Any) -> list[Any]:
+        """Apply what the merge and the other workers' watermarks let go; return the records to acknowledge."""
         released = []
-        for event, decoded in self.merge.release((lambda _: True) if force else self._drained):
+        for event, decoded, acknowledge in self.merge.release(self._drained, until=self._barrier()):
             self._apply(stream, event, decoded)
-            if not isinstance(decoded, ReferralCredited):
+            if acknowledge:
                 released.append(event)
-        waiting = self.merge.pending() > 0
-        self.waiting_since = (self.waiting_since or time.monotonic()) if waiting else None
         return released
 
     def _drained(self, key: tuple[str, int]) -> bool:
@@ -153,6 +170,51 @@ class Engine:
             return False
         seen = self.offsets.get(tp)
         return highwater == 0 if seen is None else seen + 1 >= highwater
+
+    def _may_convert(self, decoded: InboundEvent | ReferralCredited) -> bool:
+        """A purchase that may be a referred customer's first, and so may convert a referral."""
+        if decoded.type != "purchase.completed":
+            return False
+        if decoded.referred_by is not None:
+            return True
+        customer_id = decoded.customer_id
+        state = self.cache.get(customer_id)  # warmed when the record was queued
+        if state is None:
+            return customer_id in self.referred
+        return not state.has_purchased and (state.referred_by is not None or customer_id in self.referred)
+
+    def _frontier(self) -> datetime | None:
+        """The earliest event time at which this worker may still emit a referral credit (None: not before
+        new records arrive): its earliest queued possible first purchase, and for every input that still has
+        records to deliver, the time of the last one read (what comes next is later, but for late events)."""
+        times = [at for at, (_, decoded, _) in self.merge.items() if self._may_convert(decoded)]
+        for key in self.merge.inputs():
+            if key[0] != LOCAL_CREDITS and not self._drained(key):
+                times.append(self.last_read.get(key, EARLIEST))
+        return min(times) if times else None
+
+    def _barrier(self) -> datetime | None:
+        """How far this worker may go: the lowest frontier of the partitions it does not own (None: no limit)."""
+        foreign = set(range(self.settings.topic_partitions)) - set(self.partitions)
+        if not foreign:
+            return None
+        marks = [self.watermarks.get(read_on, {}).get(p, EARLIEST) for read_on in self.partitions for p in foreign]
+        limits = [mark for mark in marks if mark is not None]
+        return min(limits) if limits else None
+
+    def _announce_frontier(self, again: bool = False) -> None:
+        """Tell the owners of the other partitions this worker's frontier (after its credits, same topic)."""
+        owned = tuple(sorted(self.partitions))
+        foreign = set(range(self.settings.topic_partitions)) - set(owned)
+        if not owned or not foreign:
+            return
+        frontier = self._frontier()
+        if (frontier, owned) == self.sent_frontier and not again:
+            return
+        body = orjson.dumps({"partitions": owned, "until": None if frontier is None else frontier.isoformat()})
+        for partition in sorted(foreign):
+            self.topology.internal.send_soon(key=None, value=WATERMARK + body, partition=partition)
+        self.sent_frontier = (frontier, owned)
 
     def _apply(self, stream: Any, event: Any, decoded: InboundEvent | ReferralCredited) -> None:
         """Sweep the partition up to the event's day, then apply the event to its customer."""
@@ -214,7 +276,7 @@ class Engine:
         partition = partition_of(key, self.settings.topic_partitions)
         context = self.context.get(partition)
         if partition in self.partitions and context is not None:
-            self.merge.push((LOCAL_CREDITS, partition), credit.occurred_at, (context, credit))
+            self.merge.push((LOCAL_CREDITS, partition), credit.occurred_at, (context, credit, False))
 
     def _write_states(self, stream: Any) -> None:
         """Write every state changed in this batch to the table (its changelog), once each."""
@@ -251,8 +313,7 @@ class Engine:
         owned = self.partitions.get(partition)
         if owned is None:
             return  # not (or no longer) ours
-        waited = self.waiting_since is not None and time.monotonic() - self.waiting_since > MERGE_WAIT
-        self._release(stream, force=waited)
+        self._announce_frontier(again=True)
         stream._set_current_event(event)
         idle = self.merge.pending() == 0 and all(self._drained((topic, partition)) for topic in self.inbound)
         if not idle:
@@ -290,17 +351,27 @@ class Engine:
 
     # ---- internal records ----------------------------------------------------------------------------
 
-    def _internal(self, stream: Any, event: Any) -> None:
-        """An internal record: a tag byte, then its body (see `TICK`, `CREDIT`, `EVENT`)."""
+    def _internal(self, stream: Any, event: Any) -> bool:
+        """An internal record: a tag byte, then its body (see `TICK`, `CREDIT`, `EVENT`, `WATERMARK`).
+        True when it is done with; a credit waits in the merge and is acknowledged when applied."""
         tag, body = event.value[:1], event.value[1:]
         if tag == TICK:
             self._tick(stream, event, event.message.partition)
-        elif tag == CREDIT:
-            self._apply(stream, event, ReferralCredited.model_validate_json(body))
+        elif tag == CREDIT:  # in event-time order with the partition's own events
+            credit = ReferralCredited.model_validate_json(body)
+            self.merge.push((LOCAL_CREDITS, event.message.partition), credit.occurred_at, (event, credit, True))
+            return False
+        elif tag == WATERMARK:
+            mark = orjson.loads(body)
+            until = None if mark["until"] is None else datetime.fromisoformat(mark["until"])
+            marks = self.watermarks.setdefault(event.message.partition, {})
+            for partition in mark["partitions"]:
+                marks[partition] = until
         elif tag == EVENT:
             result = decode(body, now=datetime.now(UTC), limits=self.limits)
             if not isinstance(result, Rejection):
                 self._apply(stream, event, result)
+        return True
 
     def _dead_letter(self, rejection: Rejection, message: Any) -> None:
         source = RejectionSource(topic=message.topic, partition=message.partition, offset=message.offset)
@@ -321,12 +392,16 @@ class Engine:
         owned = set(self.owned_partitions())
         if owned == set(self.partitions) and self.partitions:
             return
+        log.info("owning partitions %s", sorted(owned))
+        self._learn_positions(owned)
         # Records queued for partitions given away are unacknowledged: the new owner reads them again.
         inputs = [(LOCAL_CREDITS, p) for p in sorted(owned)] + [
             (t, p) for p in sorted(owned) for t in self.settings.inbound_topics
         ]
         self.merge.set_inputs(inputs)
         for partition in set(self.partitions) - owned:
+            for topic in self.settings.inbound_topics:
+                self.offsets.pop(TP(topic, partition), None)
             self.clock.forget(partition)
             self.context.pop(partition, None)
             del self.partitions[partition]
@@ -335,6 +410,19 @@ class Engine:
         for partition in new:
             self.partitions[partition] = _Partition()
         self._learn(new)
+
+    def _learn_positions(self, partitions: Iterable[int]) -> None:
+        """Where reading resumes on each owned input: a record before the group's committed offset counts as
+        read, so an input committed up to its end is known to hold nothing more. Faust's record of committed
+        offsets is read (it exposes no positions); asking the consumer for positions while it fetches made
+        records go missing in our two-worker tests."""
+        committed: dict[TP, int | None] = getattr(self.topology.app.consumer, "_committed_offset", {})
+        for partition in partitions:
+            for topic in self.settings.inbound_topics:
+                tp = TP(topic, partition)
+                offset = committed.get(tp)
+                if tp not in self.offsets and offset:
+                    self.offsets[tp] = offset - 1
 
     def _learn(self, partitions: Iterable[int]) -> None:
         """File the customers of newly owned partitions under their due days and restore the partitions' clocks."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,6 +159,22 @@ def test_one_worker_ends_where_the_replay_ends(bootstrap: str, tmp_path: Path) -
     assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
     letters = read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])
     got = Counter((orjson.loads(v)["reason"], orjson.loads(v)["payload"]) for _, v in letters)  # type: ignore[arg-type]
+    assert got == Counter((r.reason, r.payload) for r in reference.rejected)
+
+
+def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap: str, tmp_path: Path) -> None:
+    lines = simulation(500, seed=5)
+    reference = replay_of(lines)
+    env = engine_env(bootstrap, PARTITIONS)
+    publish_lines(env, lines)
+    with running_workers(env, tmp_path, count=2) as workers:
+        wait_for_states(bootstrap, env, reference.states, 180)
+        shares = [re.findall(r"owning partitions \[([0-9, ]*)\]", w.log.read_text())[0] for w in workers]
+    assert sorted(shares) == ["0, 2", "1, 3"] or sorted(shares) == ["0, 1", "2, 3"], shares  # both did work
+    perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
+    assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
+    letters = {orjson.loads(v)["event_id"]: orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])}  # type: ignore[arg-type]
+    got = Counter((letter["reason"], letter["payload"]) for letter in letters.values())
     assert got == Counter((r.reason, r.payload) for r in reference.rejected)
 
 
