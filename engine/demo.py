@@ -1,30 +1,42 @@
-"""`escalera demo`: a local Kafka, a simulated shop publishing to it, and the loyalty core consuming it live."""
+"""`escalera demo`: a local Kafka, a streaming worker, a simulated shop publishing to it, the ladder live.
+
+The view reads what a marketing system would: the perk, transition and dead-letter topics, and the worker
+group's committed offsets for progress. The simulated shop lives in the past, so the worker's idle clock
+follows event time only (not the wall clock).
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from engine.funnel import draw_funnel
 from engine.local_kafka import start_broker
-from engine.loyalty import DEFAULT_POLICY, Decision, Policy
+from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
+from engine.loyalty.view import view
 from engine.publish import publish, read_lines
-from engine.replay import Replay
-from engine.replay_output import DecisionFiles, write_outputs
 from engine.settings import Settings
 from engine.simulation import SimulationSpec, write
 from engine.topics import ensure_topics
-from schemas.decoder import DecodeLimits
-from schemas.events import STEPS, EventRejected
+from schemas.events import STEPS
+
+QUIET_SECONDS = 4.0  # once the worker has read everything, outputs this long unchanged mean it is done
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ class DemoSpec:
     days: int = 365
     seed: int = 1
     rate: float = 2000.0
-    duration: float = 0.0  # 0: until every published event has been consumed
+    duration: float = 0.0  # 0: until the worker has processed every published event
     out: Path = Path("escalera-demo")
 
 
@@ -48,92 +60,161 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
     broker = start_broker()
     try:
         say(f"kafka ready at {broker.bootstrap_servers} (started in {broker.started_in_seconds:.1f} s)")
-        local = settings.model_copy(update={"bootstrap_servers": (broker.bootstrap_servers,), "topic_partitions": 4})
+        local = settings.model_copy(
+            update={"bootstrap_servers": (broker.bootstrap_servers,), "topic_partitions": 4,
+                    "wall_clock_when_idle": False, "data_dir": (spec.out / "worker-tables").resolve()}
+        )  # fmt: skip
         ensure_topics(local)
+        worker = _start_worker(local, spec.out / "worker.log")
+        say(f"worker started (pid {worker.pid}, log {spec.out / 'worker.log'})")
         publisher = threading.Thread(
             target=publish, args=(read_lines(events), local), kwargs={"rate": spec.rate}, daemon=True
         )
         publisher.start()
-        with DecisionFiles(spec.out) as files:
-            counter = _Counter(files)
-            replay = Replay(policy, _limits(settings, policy), datetime.now(UTC), counter.decision, counter.rejected)
-            _consume(local, replay, lines, spec.duration, counter)
-            replay.finish()
-        report = write_outputs(replay, spec.out, policy, replay.clock or datetime.now(UTC))
+        try:
+            tally = _watch(local, spec, lines, publisher, worker)
+        finally:
+            worker.send_signal(signal.SIGTERM)  # a clean stop: what was processed is committed
+            worker.wait(60)
+        states = _table_states(local)
+        _write_customers(states, spec.out, policy)
     finally:
         broker.stop()
     say("")
     say(
-        f"{report['customers']} customers, {sum(report['perks_granted'].values())} perks granted, "
-        f"{sum(report['rejections'].values())} events dead-lettered"
+        f"{len(states)} customers, {tally['perks']} perks granted, {tally['transitions']} transitions, "
+        f"{tally['dead_letters']} events dead-lettered (worker exit code {worker.returncode})"
     )
     return spec.out
 
 
-class _Counter:
-    def __init__(self, files: DecisionFiles) -> None:
-        self.files, self.perks, self.transitions, self.rejected_count = files, 0, 0, 0
-
-    def decision(self, decision: Decision) -> None:
-        self.files.decision(decision)
-        if decision.type == "perk.granted":
-            self.perks += 1
-        else:
-            self.transitions += 1
-
-    def rejected(self, letter: EventRejected) -> None:
-        self.files.rejected(letter)
-        self.rejected_count += 1
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ESCALERA_BOOTSTRAP_SERVERS": ",".join(settings.bootstrap_servers),
+        "ESCALERA_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
+        "ESCALERA_DATA_DIR": str(settings.data_dir),
+        "ESCALERA_WEB_PORT": str(_free_port()),
+    }
+    command = [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"]
+    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
-def _limits(settings: Settings, policy: Policy) -> DecodeLimits:
-    return DecodeLimits(
-        max_bytes=settings.max_event_bytes,
-        max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-        currencies=policy.currencies,
-    )
-
-
-def _consume(settings: Settings, replay: Replay, expected: int, duration: float, counter: _Counter) -> None:
+def _watch(
+    settings: Settings, spec: DemoSpec, lines: int, publisher: threading.Thread, worker: subprocess.Popen[bytes]
+) -> Counter[str]:
+    """Show the ladder live from the outbound topics until the worker is done (or `duration` is over)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        *settings.inbound_topics,
-        group_id=f"{settings.app_id}-demo",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **settings.kafka_client_options(),
-    )
-    began = time.monotonic()
-    seen = 0
+    outputs = {
+        settings.topic_perks: "perks",
+        settings.topic_transitions: "transitions",
+        settings.topic_dlq: "dead_letters",
+    }
+    files = {
+        "perks": (spec.out / "perks.jsonl").open("wb"),
+        "transitions": (spec.out / "transitions.jsonl").open("wb"),
+        "dead_letters": (spec.out / "rejected.jsonl").open("wb"),
+    }
+    consumer = KafkaConsumer(*outputs, auto_offset_reset="earliest", enable_auto_commit=False,
+                             **settings.kafka_client_options())  # fmt: skip
+    tally: Counter[str] = Counter()
+    steps: dict[str, str] = {}
+    began = last_output = time.monotonic()
     try:
-        with Live(_view(replay, counter, seen, expected, 0.0), refresh_per_second=4, transient=False) as live:
-            while seen < expected and (not duration or time.monotonic() - began < duration):
-                batches = consumer.poll(timeout_ms=250, max_records=2000)
+        with Live(_view(steps, tally, 0, lines, 0.0), refresh_per_second=4, transient=False) as live:
+            while worker.poll() is None:
+                batches = consumer.poll(timeout_ms=250, max_records=5000)
                 for records in batches.values():
                     for record in records:
-                        replay.feed(record.value)
-                        seen += 1
-                live.update(_view(replay, counter, seen, expected, time.monotonic() - began))
+                        kind = outputs[record.topic]
+                        tally[kind] += 1
+                        files[kind].write(record.value + b"\n")
+                        decision = orjson.loads(record.value)
+                        if decision.get("type") == "customer.step_changed":
+                            steps[decision["customer_id"]] = decision["to_step"]
+                        last_output = time.monotonic()
+                now = time.monotonic()
+                read = _consumed(settings)
+                live.update(_view(steps, tally, read, lines, now - began))
+                if spec.duration and now - began >= spec.duration:
+                    break
+                if not publisher.is_alive() and read >= lines and now - last_output > QUIET_SECONDS:
+                    break
     finally:
         consumer.close()
+        for handle in files.values():
+            handle.close()
+    if worker.poll() is not None:
+        raise RuntimeError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log")
+    return tally
 
 
-def _view(replay: Replay, counter: _Counter, seen: int, expected: int, elapsed: float) -> Any:
-    steps: dict[str, int] = dict.fromkeys(STEPS, 0)
-    for state in replay.states.values():
-        steps[state.step or "possible"] += 1
-    widest = max(steps.values()) or 1
-    table = Table(title="Escalera: the loyalty ladder, live from Kafka", expand=False)
+def _consumed(settings: Settings) -> int:
+    """Inbound records the worker group has committed (its progress as Kafka sees it)."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(**settings.kafka_client_options())
+    try:
+        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+    except KafkaError:  # the group's coordinator is not there yet, just after the broker started
+        return 0
+    finally:
+        admin.close()
+    inbound = set(settings.inbound_topics)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic in inbound and meta.offset > 0)
+
+
+def _table_states(settings: Settings) -> dict[str, CustomerState]:
+    """The customer table as its changelog holds it (last value per customer, erased customers gone)."""
+    from kafka import KafkaConsumer
+
+    changelog = f"{settings.app_id}-customers-changelog"
+    options = settings.kafka_client_options()
+    consumer = KafkaConsumer(
+        changelog, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=2000, **options
+    )
+    states: dict[str, CustomerState] = {}
+    for record in consumer:
+        key = record.key.decode()
+        if record.value is None:
+            states.pop(key, None)
+        else:
+            states[key] = CustomerState.from_json(record.value)
+    consumer.close()
+    return states
+
+
+def _write_customers(states: dict[str, CustomerState], out: Path, policy: Policy) -> None:
+    with (out / "customers.jsonl").open("wb") as handle:
+        for customer_id in sorted(states):
+            handle.write(orjson.dumps(view(states[customer_id], policy), option=orjson.OPT_SORT_KEYS) + b"\n")
+    counts = Counter(state.step or "possible" for state in states.values())
+    draw_funnel({step: counts.get(step, 0) for step in STEPS}, out / "funnel.png",
+                f"Escalera ladder from the streaming worker ({len(states)} customers)")  # fmt: skip
+
+
+def _view(steps: dict[str, str], tally: Counter[str], read: int, lines: int, elapsed: float) -> Any:
+    counts = Counter(steps.values())
+    widest = max(counts.values(), default=0) or 1
+    table = Table(title="Escalera: the loyalty ladder, live from the streaming worker", expand=False)
     table.add_column("step")
     table.add_column("customers", justify="right")
     table.add_column("")
-    for step, count in steps.items():
-        table.add_row(step, str(count), "█" * round(30 * count / widest))
-    rate = seen / elapsed if elapsed else 0.0
+    for step in STEPS:
+        table.add_row(step, str(counts.get(step, 0)), "█" * round(30 * counts.get(step, 0) / widest))
+    rate = tally["transitions"] / elapsed if elapsed else 0.0
+    perk_rate = tally["perks"] / elapsed if elapsed else 0.0
     status = Text(
-        f"events consumed {seen}/{expected} ({rate:,.0f}/s) · transitions {counter.transitions} · "
-        f"perks {counter.perks} · dead letters {counter.rejected_count} · event time "
-        f"{replay.clock.date() if replay.clock else '-'}"
+        f"events committed by the worker {read}/{lines} · transitions {tally['transitions']} ({rate:,.0f}/s) · "
+        f"perks {tally['perks']} ({perk_rate:,.0f}/s) · dead letters {tally['dead_letters']}"
     )
     return Group(table, status)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -75,12 +75,13 @@ def demo_command(
     duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: when every event is in)."),
     out: Path = typer.Option(Path("escalera-demo"), file_okay=False, help="Where the outputs go."),
 ) -> None:
-    """Start a local Kafka, publish a simulated shop to it, and watch customers climb the ladder live."""
+    """Start a local Kafka and a streaming worker, publish a simulated shop, and watch customers climb the ladder."""
     from engine.demo import DemoSpec, run_demo
 
     spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
     where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
     typer.echo(
-        f"outputs in {where}/: customers.jsonl, perks.jsonl, transitions.jsonl, rejected.jsonl, summary.json, "
-        "funnel.png"
+        f"\noutputs in {where}/: customers.jsonl (the worker's table), perks.jsonl, transitions.jsonl, rejected.jsonl "
+        "(its topics), funnel.png, worker.log; `escalera replay events.jsonl --out DIR` gives the same customers "
+        "with a summary"
     )
