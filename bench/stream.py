@@ -38,7 +38,7 @@ from engine.local_kafka import start_broker
 from engine.publish import publish, route
 from engine.settings import Settings, load_settings
 from engine.simulation import SimulationSpec, simulate
-from engine.topics import ensure_topics
+from engine.topics import TopicSpec, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,9 +76,14 @@ async def raw_loop(settings: Settings, events: int, out_topic: str) -> None:
     await producer.start()
     customers: dict[str, dict[str, Any]] = {}
     seen = 0
+    quiet_since = time.monotonic()
     try:
         while seen < events:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            if batches:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 30:
+                raise RuntimeError(f"the raw loop read {seen} of {events} records and nothing more came for 30 s")
             for records in batches.values():
                 for record in records:
                     seen += 1
@@ -106,13 +111,21 @@ def start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
         "ESCALERA_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
         "ESCALERA_DATA_DIR": str(workdir / "tables"),
-        "ESCALERA_WEB_PORT": "0",
+        "ESCALERA_WEB_PORT": str(free_port()),
         "ESCALERA_LOG_LEVEL": "WARNING",
         **{f"ESCALERA_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
            for n in ("purchases", "feedback", "customers", "perks", "transitions", "dlq")},
     }  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"], env=env, cwd=workdir,
                             stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def committed(settings: Settings) -> int:
@@ -178,6 +191,7 @@ def main() -> None:
         lines = list(simulate(SimulationSpec(args.customers, 365, seed=3, duplicates=0.01, malformed=0.005)))
         publish(iter(lines), settings)
         raw_out = f"raw-out-{tag}"
+        ensure_topics(settings, [TopicSpec(raw_out, settings.topic_partitions, 1)])
         asyncio.run(raw_loop(settings, len(lines), raw_out))
         raw_count, raw_span = output_span(broker.bootstrap_servers, [raw_out])
         with tempfile.TemporaryDirectory() as scratch:
@@ -185,6 +199,8 @@ def main() -> None:
             try:
                 deadline = time.monotonic() + 600
                 while committed(settings) < len(lines) and time.monotonic() < deadline:
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"the worker exited with {worker.returncode}; see {scratch}/worker.log")
                     time.sleep(1)
                 outputs = [settings.topic_perks, settings.topic_transitions, settings.topic_dlq]
                 worker_count, worker_span = output_span(broker.bootstrap_servers, outputs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ BATCH_WAIT = 0.02  # seconds a batch waits to fill
 # emit a referral credit: they hold back later events until it has passed (see `Engine._frontier`).
 TICK, CREDIT, EVENT, WATERMARK = b"T", b"C", b"E", b"W"
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+POPULATION_REFRESH = 5.0  # seconds between a partition's population passes (summary posted, volume classified)
 LOCAL_CREDITS = ""  # the merge input of credits this worker queues for its own partitions (no topic)
 
 
@@ -77,6 +79,7 @@ class _Partition:
     calendar: DueCalendar = field(default_factory=DueCalendar)
     members: set[str] = field(default_factory=set)
     changed: bool = True  # since its summary was last posted
+    refreshed: float = 0.0  # monotonic time its population figures were last posted and applied
     population: Any = None  # the population its volume classes were last set against
 
 
@@ -324,6 +327,9 @@ class Engine:
         target = self.clock.idle_tick(partition, datetime.now(UTC))
         if target is not None:
             self._sweep(event, partition, target)
+        if time.monotonic() - owned.refreshed < POPULATION_REFRESH:
+            return  # population figures cost a pass over the partition's customers: on a schedule
+        owned.refreshed = time.monotonic()
         if owned.changed:
             self._post_summary(partition, owned)
         population = self.board.population()
