@@ -59,10 +59,6 @@ class EventTimeMerge(Generic[K, T]):
                 return
             yield best_queue.popleft()[1]
 
-    def flush(self) -> Iterator[T]:
-        """Every queued item in event-time order, without waiting for any input."""
-        yield from self.release(lambda _: True)
-
     def inputs(self) -> list[K]:
         """The inputs followed, in tie-break order."""
         return list(self._queues)

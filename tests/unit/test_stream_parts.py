@@ -1,0 +1,79 @@
+"""The worker's pure parts: event-time merge, due calendar, population board."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from engine.due_calendar import DueCalendar
+from engine.event_order import EventTimeMerge
+from engine.loyalty import Population
+from engine.population_board import PartitionSummary, PopulationBoard
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_the_merge_gives_the_earliest_head_and_keeps_each_input_in_its_own_order() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["a", "b"])
+    for minute, name in [(1, "a1"), (5, "a5"), (3, "a3-late")]:
+        merge.push("a", at(minute), name)
+    for minute, name in [(2, "b2"), (4, "b4")]:
+        merge.push("b", at(minute), name)
+    # a3-late comes after a5 in its input: an input's own order is never changed
+    assert list(merge.release(lambda _: True)) == ["a1", "b2", "b4", "a5", "a3-late"]
+
+
+def test_the_merge_waits_for_an_input_that_may_still_hold_an_earlier_event() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["a", "b"])
+    merge.push("a", at(5), "a5")
+    assert list(merge.release(lambda key: key != "b")) == []  # b is empty and not read to its end
+    merge.push("b", at(2), "b2")
+    assert list(merge.release(lambda key: key != "b")) == ["b2"]  # b has no head again: wait
+    assert list(merge.release(lambda _: True)) == ["a5"]
+
+
+def test_ties_go_to_the_input_listed_first_and_nothing_passes_the_barrier() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["first", "second"])
+    merge.push("second", at(1), "s1")
+    merge.push("first", at(1), "f1")
+    merge.push("first", at(9), "f9")
+    assert list(merge.release(lambda _: True, until=at(5))) == ["f1", "s1"]
+    assert merge.pending() == 1
+    assert list(merge.release(lambda _: True, until=at(9))) == ["f9"]
+
+
+def test_dropping_an_input_returns_what_it_held() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["a", "b"])
+    merge.push("a", at(1), "a1")
+    merge.push("b", at(2), "b2")
+    assert merge.set_inputs(["b"]) == ["a1"]
+    assert list(merge.release(lambda _: True)) == ["b2"]
+
+
+def test_the_calendar_gives_due_customers_by_day_then_id_once_each() -> None:
+    calendar = DueCalendar([(at(2 * 1440), "c-2"), (at(1440), "c-9"), (at(1440), "c-1"), (at(1440), "c-1")])
+    calendar.add(at(3 * 1440), "c-3")
+    assert len(calendar) == 4
+    assert list(calendar.take(at(2 * 1440))) == [(at(1440), "c-1"), (at(1440), "c-9"), (at(2 * 1440), "c-2")]
+    assert calendar.entries() == [(at(3 * 1440), "c-3")]
+
+
+def test_the_population_needs_every_partition_and_equals_one_computed_over_all_spends() -> None:
+    board = PopulationBoard(partitions=2, high_volume_share=Decimal("0.8"))
+    first = PartitionSummary(at(10), (Decimal("10.00"), Decimal("500.00")))
+    assert board.post(0, first) and not board.post(0, first)  # the same summary again changes nothing
+    assert board.population() is None and board.latest() == at(10)
+    board.post(1, PartitionSummary(at(20), (Decimal("40.00"), Decimal("50.00"))))
+    spends = [Decimal("10.00"), Decimal("500.00"), Decimal("40.00"), Decimal("50.00")]
+    assert board.population() == Population.compute(spends, Decimal("0.8"))
+    assert board.latest() == at(20)
+
+
+def test_a_partition_summary_survives_its_record() -> None:
+    summary = PartitionSummary(at(7), (Decimal("0.01"), Decimal("123456.7800")))
+    assert PartitionSummary.from_bytes(summary.to_bytes()) == summary
+    assert PartitionSummary.from_bytes(PartitionSummary(None, ()).to_bytes()) == PartitionSummary(None, ())
