@@ -34,8 +34,9 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from engine.local_kafka import start_broker
+from engine.local_kafka import free_port, start_broker
 from engine.publish import publish, route
+from engine.readback import committed_records
 from engine.settings import Settings, load_settings
 from engine.simulation import SimulationSpec, simulate
 from engine.topics import TopicSpec, ensure_topics
@@ -120,28 +121,6 @@ def start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
                             stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def committed(settings: Settings) -> int:
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=list(settings.bootstrap_servers))
-    try:
-        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
-    except KafkaError:
-        return 0
-    finally:
-        admin.close()
-    return sum(m.offset for tp, m in offsets.items() if tp.topic in settings.inbound_topics and m.offset > 0)
-
-
 def latency(settings: Settings, rate: float, seconds: float, start_id: int) -> list[float]:
     """Publish fresh purchases at `rate` per second; seconds from each publish to the perks it caused."""
     producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers), linger_ms=1)
@@ -198,7 +177,7 @@ def main() -> None:
             worker = start_worker(settings, Path(scratch))
             try:
                 deadline = time.monotonic() + 600
-                while committed(settings) < len(lines) and time.monotonic() < deadline:
+                while committed_records(settings) < len(lines) and time.monotonic() < deadline:
                     if worker.poll() is not None:
                         raise RuntimeError(f"the worker exited with {worker.returncode}; see {scratch}/worker.log")
                     time.sleep(1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,10 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.funnel import draw_funnel
-from engine.local_kafka import start_broker
+from engine.local_kafka import free_port, start_broker
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
 from engine.loyalty.view import view
 from engine.publish import publish, read_lines
+from engine.readback import committed_records, table_states
 from engine.settings import Settings
 from engine.simulation import SimulationSpec, write
 from engine.topics import ensure_topics
@@ -76,7 +76,7 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
         finally:
             worker.send_signal(signal.SIGTERM)  # a clean stop: what was processed is committed
             worker.wait(60)
-        states = _table_states(local)
+        states = table_states(local)
         _write_customers(states, spec.out, policy)
     finally:
         broker.stop()
@@ -95,7 +95,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "ESCALERA_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
         "ESCALERA_DATA_DIR": str(settings.data_dir),
-        "ESCALERA_WEB_PORT": str(_free_port()),
+        "ESCALERA_WEB_PORT": str(free_port()),
     }
     command = [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"]
     return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -136,7 +136,7 @@ def _watch(
                             steps[decision["customer_id"]] = decision["to_step"]
                         last_output = time.monotonic()
                 now = time.monotonic()
-                read = _consumed(settings)
+                read = committed_records(settings)
                 live.update(_view(steps, tally, read, lines, now - began))
                 if spec.duration and now - began >= spec.duration:
                     break
@@ -149,42 +149,6 @@ def _watch(
     if worker.poll() is not None:
         raise RuntimeError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log")
     return tally
-
-
-def _consumed(settings: Settings) -> int:
-    """Inbound records the worker group has committed (its progress as Kafka sees it)."""
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(**settings.kafka_client_options())
-    try:
-        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
-    except KafkaError:  # the group's coordinator is not there yet, just after the broker started
-        return 0
-    finally:
-        admin.close()
-    inbound = set(settings.inbound_topics)
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic in inbound and meta.offset > 0)
-
-
-def _table_states(settings: Settings) -> dict[str, CustomerState]:
-    """The customer table as its changelog holds it (last value per customer, erased customers gone)."""
-    from kafka import KafkaConsumer
-
-    changelog = f"{settings.app_id}-customers-changelog"
-    options = settings.kafka_client_options()
-    consumer = KafkaConsumer(
-        changelog, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=2000, **options
-    )
-    states: dict[str, CustomerState] = {}
-    for record in consumer:
-        key = record.key.decode()
-        if record.value is None:
-            states.pop(key, None)
-        else:
-            states[key] = CustomerState.from_json(record.value)
-    consumer.close()
-    return states
 
 
 def _write_customers(states: dict[str, CustomerState], out: Path, policy: Policy) -> None:
@@ -212,9 +176,3 @@ def _view(steps: dict[str, str], tally: Counter[str], read: int, lines: int, ela
         f"perks {tally['perks']} ({perk_rate:,.0f}/s) · dead letters {tally['dead_letters']}"
     )
     return Group(table, status)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
+from engine import readback
+from engine.local_kafka import free_port
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Decision
 from engine.publish import publish
 from engine.replay import Replay
@@ -84,7 +86,7 @@ def start_worker(env: dict[str, str], workdir: Path, index: int = 1) -> WorkerPr
         **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
         **env,
         "ESCALERA_DATA_DIR": str(data / "tables"),
-        "ESCALERA_WEB_PORT": str(_free_port()),
+        "ESCALERA_WEB_PORT": str(free_port()),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"],
@@ -123,15 +125,8 @@ def read_all(bootstrap: str, topic: str, quiet: float = 2.0) -> list[tuple[bytes
 
 
 def table_states(bootstrap: str, env: dict[str, str]) -> dict[str, CustomerState]:
-    """The customer table as its changelog holds it: the last value per key, erased customers gone."""
-    states: dict[str, CustomerState] = {}
-    for key, value in read_all(bootstrap, f"{env['ESCALERA_APP_ID']}-customers-changelog", quiet=1.5):
-        assert key is not None
-        if value is None:
-            states.pop(key.decode(), None)
-        else:
-            states[key.decode()] = CustomerState.from_json(value)
-    return states
+    """The customer table as its changelog holds it (see `engine.readback`); `env` names the broker too."""
+    return readback.table_states(settings_of(env), quiet_seconds=1.5)
 
 
 def comparable(state: CustomerState) -> dict[str, Any]:
@@ -195,11 +190,3 @@ def wait_for_states(bootstrap: str, env: dict[str, str], expected: dict[str, Cus
             shown = dict(list(found.items())[:3])
             raise AssertionError(f"after {timeout:.0f} s, {len(found)} customers still differ from the replay: {shown}")
         time.sleep(1.0)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

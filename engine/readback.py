@@ -1,0 +1,41 @@
+"""Read back what workers left in Kafka: the customer table from its changelog, the group's committed progress."""
+
+from __future__ import annotations
+
+from engine.loyalty import CustomerState
+from engine.settings import Settings
+
+
+def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, CustomerState]:
+    """The customer table as its changelog holds it: the last value per customer, erased customers gone."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        f"{settings.app_id}-customers-changelog", auto_offset_reset="earliest", enable_auto_commit=False,
+        consumer_timeout_ms=int(quiet_seconds * 1000), **settings.kafka_client_options(),
+    )  # fmt: skip
+    states: dict[str, CustomerState] = {}
+    for record in consumer:
+        key = record.key.decode()
+        if record.value is None:
+            states.pop(key, None)
+        else:
+            states[key] = CustomerState.from_json(record.value)
+    consumer.close()
+    return states
+
+
+def committed_records(settings: Settings) -> int:
+    """Inbound records the worker group has committed (0 while its coordinator is not there yet)."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(**settings.kafka_client_options())
+    try:
+        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+    except KafkaError:
+        return 0
+    finally:
+        admin.close()
+    inbound = set(settings.inbound_topics)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic in inbound and meta.offset > 0)
