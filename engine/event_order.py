@@ -59,6 +59,10 @@ class EventTimeMerge(Generic[K, T]):
                 return
             yield best_queue.popleft()[1]
 
+    def holding_back(self, drained: Callable[[K], bool]) -> list[K]:
+        """The inputs that keep the queued items waiting: nothing queued, and not read to their end."""
+        return [key for key, queue in self._queues.items() if not queue and not drained(key)]
+
     def inputs(self) -> list[K]:
         """The inputs followed, in tie-break order."""
         return list(self._queues)

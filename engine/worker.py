@@ -20,17 +20,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import faust
 import orjson
 from faust.types import TP
 from kafka.partitioner.default import murmur2
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from engine.app import Topology, aiokafka_options, create_app
 from engine.due_calendar import DueCalendar
 from engine.event_order import EventTimeMerge
-from engine.loyalty import CustomerState, Outcome, Policy, ReferralCredited, advance, pass_time
+from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
 from engine.loyalty.figures import figures
 from engine.population_board import PartitionSummary, PopulationBoard
 from engine.settings import Settings
@@ -50,6 +52,7 @@ BATCH_WAIT = 0.02  # seconds a batch waits to fill
 TICK, CREDIT, EVENT, WATERMARK = b"T", b"C", b"E", b"W"
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 POPULATION_REFRESH = 5.0  # seconds between a partition's population passes (summary posted, volume classified)
+CACHE_LIMIT = 100_000  # customer states kept in memory between batches at most
 LOCAL_CREDITS = ""  # the merge input of credits this worker queues for its own partitions (no topic)
 
 
@@ -78,9 +81,38 @@ class _Partition:
 
     calendar: DueCalendar = field(default_factory=DueCalendar)
     members: set[str] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)  # changed since their volume was last classified
+    spends: dict[str, Decimal] = field(default_factory=dict)  # window spend as of each customer's clock
+    by_spend: SortedList = field(default_factory=SortedList)  # (spend, customer_id) of every member
     changed: bool = True  # since its summary was last posted
     refreshed: float = 0.0  # monotonic time its population figures were last posted and applied
-    population: Any = None  # the population its volume classes were last set against
+    population: Population | None = None  # the population its volume classes were last set against
+
+    def set_spend(self, customer_id: str, spend: Decimal | None) -> None:
+        """A member's window spend (None: no longer a member)."""
+        before = self.spends.get(customer_id)
+        if before == spend:
+            return
+        if before is not None:
+            self.by_spend.remove((before, customer_id))
+            del self.spends[customer_id]
+        if spend is not None:
+            self.spends[customer_id] = spend
+            self.by_spend.add((spend, customer_id))
+        self.changed = True
+
+    def movable(self, new: Population) -> set[str]:
+        """The members whose volume class may differ between the last population and `new`: the untouched
+        keep their spend, so only those between the old and the new mean or threshold can move."""
+        old = self.population
+        if old is None or not old.customers or not new.customers:
+            return set(self.members)
+        moved: set[str] = set()
+        for a, b in ((old.high_volume_threshold, new.high_volume_threshold), (old.mean_spend, new.mean_spend)):
+            if a != b:
+                span = self.by_spend.irange((min(a, b), ""), (max(a, b), ""), inclusive=(True, False))
+                moved.update(customer_id for _, customer_id in span)
+        return moved
 
 
 class Engine:
@@ -135,7 +167,7 @@ class Engine:
                 done.append(event)
             elif event.key != result.customer_id.encode():
                 # not keyed by its customer: repartition it to the customer's partition
-                self.topology.internal.send_soon(key=result.customer_id.encode(), value=EVENT + event.value)
+                self._send(self.topology.internal, result.customer_id.encode(), EVENT + event.value)
                 done.append(event)
             else:
                 stream._set_current_event(event)
@@ -153,6 +185,13 @@ class Engine:
         self._write_states(stream)
         for event in done:
             await stream.ack(event)
+
+    @staticmethod
+    def _send(topic: Any, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        """Queue a record for Faust's producer, which is flushed before offsets are committed. (Sending straight
+        to the Kafka client and awaiting delivery before acknowledging saved nothing measurable, and stalled a
+        restarted worker's stream in tests/integration/test_worker.py.)"""
+        topic.send_soon(key=key, value=value, partition=partition)
 
     def _release(self, stream: Any) -> list[Any]:
         """Apply what the merge and the other workers' watermarks let go; return the records to acknowledge."""
@@ -216,7 +255,7 @@ class Engine:
             return
         body = orjson.dumps({"partitions": owned, "until": None if frontier is None else frontier.isoformat()})
         for partition in sorted(foreign):
-            self.topology.internal.send_soon(key=None, value=WATERMARK + body, partition=partition)
+            self._send(self.topology.internal, None, WATERMARK + body, partition)
         self.sent_frontier = (frontier, owned)
 
     def _apply(self, stream: Any, event: Any, decoded: InboundEvent | ReferralCredited) -> None:
@@ -242,18 +281,28 @@ class Engine:
                 state = self.cache[customer_id] = CustomerState.from_json(raw)
         return state
 
+    def _peek(self, customer_id: str) -> CustomerState | None:
+        """A customer's state without keeping it in the cache (for passes over many customers)."""
+        state = self.cache.get(customer_id)
+        if state is None and customer_id not in self.erased:
+            raw = self.table.get(customer_id.encode())
+            if raw is not None:
+                state = CustomerState.from_json(raw)
+        return state
+
     def _record(self, event: Any, partition: int, customer_id: str, outcome: Outcome, due: datetime | None) -> None:
         """Keep the outcome's state and publish what it decided."""
         if outcome.duplicate:
             self.tally.duplicates += 1
             return
         owned = self.partitions.setdefault(partition, _Partition())
-        owned.changed = True
+        owned.touched.add(customer_id)
         state = outcome.state
         if state is None:
             self.cache.pop(customer_id, None)
             self.erased.add(customer_id)
             owned.members.discard(customer_id)
+            owned.set_spend(customer_id, None)
         else:
             self.cache[customer_id] = state
             self.erased.discard(customer_id)  # erased, then back with a new event
@@ -264,7 +313,7 @@ class Engine:
         key = customer_id.encode()
         for decision in outcome.emitted:
             target = self.topology.perks if decision.type == "perk.granted" else self.topology.transitions
-            target.send_soon(key=key, value=flat_json(decision))
+            self._send(target, key, flat_json(decision))
             self.tally.decisions += 1
             self.tally.perks += decision.type == "perk.granted"
         for credit in outcome.referrals:
@@ -274,7 +323,7 @@ class Engine:
         """Send a referral credit to the referrer's partition; if this worker owns it, queue it here too, at
         its event time (the copy from Kafka then changes nothing; it is there in case this worker dies)."""
         key = credit.customer_id.encode()
-        self.topology.internal.send_soon(key=key, value=CREDIT + credit.model_dump_json().encode())
+        self._send(self.topology.internal, key, CREDIT + credit.model_dump_json().encode())
         self.tally.referrals += 1
         partition = partition_of(key, self.settings.topic_partitions)
         context = self.context.get(partition)
@@ -294,6 +343,10 @@ class Engine:
 
         self.dirty.clear()
         self.erased.clear()
+        if len(self.cache) > CACHE_LIMIT:  # every state is in the table now: memory stays bounded
+            self.cache.clear()
+            for _, (_, decoded, _) in self.merge.items():  # the frontier reads the states of queued records
+                self._load(decoded.customer_id)
 
     # ---- time ----------------------------------------------------------------------------------------
 
@@ -328,30 +381,45 @@ class Engine:
         if target is not None:
             self._sweep(event, partition, target)
         if time.monotonic() - owned.refreshed < POPULATION_REFRESH:
-            return  # population figures cost a pass over the partition's customers: on a schedule
+            return  # population figures are refreshed on a schedule
         owned.refreshed = time.monotonic()
+        self._refresh_population(event, partition, owned)
+
+    def _refresh_population(self, event: Any, partition: int, owned: _Partition) -> None:
+        """Post the partition's spends if they changed, and classify the volume of the customers who changed
+        or whom a new population may move (not every member: a partition may hold a million)."""
+        began = time.perf_counter()
+        spends = len(owned.touched)
+        for customer_id in owned.touched:
+            state = self._peek(customer_id)
+            spend = None if state is None else figures(state, state.clock, self.policy).window_spend
+            owned.set_spend(customer_id, spend)
         if owned.changed:
             self._post_summary(partition, owned)
         population = self.board.population()
-        if population is not None and population != owned.population:
-            moment = self.clock.now(partition)
-            for customer_id in sorted(owned.members):
-                state = self._load(customer_id)
-                if state is not None and moment is not None:
-                    due = state.due
-                    self._record(event, partition, customer_id, pass_time(state, moment, self.policy, population), due)
-            owned.population = population
+        moment = self.clock.now(partition)
+        if population is None or moment is None:
+            return
+        candidates = owned.touched | owned.movable(population) if population != owned.population else owned.touched
+        for customer_id in sorted(candidates):
+            state = self._peek(customer_id)
+            if state is None:
+                continue
+            clock, due = state.clock, state.due
+            outcome = pass_time(state, moment, self.policy, population)
+            if outcome.emitted or state.clock != clock or state.due != due:  # else nothing to write
+                self._record(event, partition, customer_id, outcome, due)
+        owned.population = population
+        owned.touched = set()  # including those just classified: their spend did not change
+        seconds = time.perf_counter() - began
+        log.log(logging.INFO if seconds > 1 else logging.DEBUG,
+                "population pass on partition %d: %d spends computed, %d customers classified in %.2f s",
+                partition, spends, len(candidates), seconds)  # fmt: skip
 
     def _post_summary(self, partition: int, owned: _Partition) -> None:
-        spends = []
-        for customer_id in owned.members:
-            state = self._load(customer_id)
-            if state is not None:
-                spend = figures(state, state.clock, self.policy).window_spend
-                if spend > 0:
-                    spends.append(spend)
-        summary = PartitionSummary(self.clock.now(partition), tuple(sorted(spends)))
-        self.topology.partition_stats.send_soon(key=str(partition).encode(), value=summary.to_bytes())
+        spends = tuple(spend for spend, _ in owned.by_spend if spend > 0)  # in ascending order
+        summary = PartitionSummary(self.clock.now(partition), spends)
+        self._send(self.topology.partition_stats, str(partition).encode(), summary.to_bytes())
         self.board.post(partition, summary)
         owned.changed = False
 
@@ -383,7 +451,7 @@ class Engine:
         source = RejectionSource(topic=message.topic, partition=message.partition, offset=message.offset)
         letter = rejection.to_event(source, datetime.now(UTC))
         key = None if letter.customer_id is None else letter.customer_id.encode()
-        self.topology.dead_letters.send_soon(key=key, value=letter.model_dump_json().encode())
+        self._send(self.topology.dead_letters, key, letter.model_dump_json().encode())
         self.tally.rejected += 1
 
     # ---- ownership -----------------------------------------------------------------------------------
@@ -442,6 +510,7 @@ class Engine:
             state = CustomerState.from_json(raw)
             owned = self.partitions[partition]
             owned.members.add(state.customer_id)
+            owned.touched.add(state.customer_id)  # its spend is computed at the first population refresh
             if state.due is not None:
                 owned.calendar.add(state.due, state.customer_id)
             if self.clock.now(partition) is None or state.clock > self.clock.now(partition):  # type: ignore[operator]
@@ -476,7 +545,8 @@ def build_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) 
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def report() -> None:
-        log.info("so far: %s", orjson.dumps(vars(engine.tally)).decode())
+        waiting = {"waiting": engine.merge.pending(), "held_by": engine.merge.holding_back(engine._drained)}
+        log.info("so far: %s", orjson.dumps({**vars(engine.tally), **waiting}).decode())
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_population() -> None:

@@ -1,14 +1,20 @@
-"""The worker's pure parts: event-time merge, due calendar, population board."""
+"""The worker's pure parts: event-time merge, due calendar, population board, a partition's spends."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.due_calendar import DueCalendar
 from engine.event_order import EventTimeMerge
 from engine.loyalty import Population
+from engine.loyalty.classifications import volume
 from engine.population_board import PartitionSummary, PopulationBoard
+from engine.worker import _Partition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -77,3 +83,50 @@ def test_a_partition_summary_survives_its_record() -> None:
     summary = PartitionSummary(at(7), (Decimal("0.01"), Decimal("123456.7800")))
     assert PartitionSummary.from_bytes(summary.to_bytes()) == summary
     assert PartitionSummary.from_bytes(PartitionSummary(None, ()).to_bytes()) == PartitionSummary(None, ())
+
+
+spends_strategy = st.dictionaries(
+    st.from_regex(r"c-[0-9]{1,3}", fullmatch=True),
+    st.decimals(min_value=0, max_value=500, places=2),
+    min_size=1,
+    max_size=60,
+)
+
+
+def population_of(values: list[Decimal], share: str) -> Population:
+    return Population.compute(values, Decimal(share))
+
+
+@settings(max_examples=300, deadline=None)
+@given(spends=spends_strategy, other=spends_strategy, share=st.sampled_from(["0.5", "0.8", "0.95"]))
+def test_a_new_population_reclassifies_every_member_whose_volume_it_changes(
+    spends: dict[str, Decimal], other: dict[str, Decimal], share: str
+) -> None:
+    """Only the members the new population can move are reclassified: none whose class changes is missed."""
+    owned = _Partition()
+    for customer_id, spend in spends.items():
+        owned.members.add(customer_id)
+        owned.set_spend(customer_id, spend)
+    old = population_of(list(spends.values()), share)
+    new = population_of(list(spends.values()) + list(other.values()), share)
+    owned.population = old
+    moved = owned.movable(new)
+    for customer_id, spend in spends.items():
+        figures = SimpleNamespace(window_spend=spend)
+        if volume(figures, old) != volume(figures, new):  # type: ignore[arg-type]
+            assert customer_id in moved, (spend, old, new)
+    assert moved <= owned.members
+
+
+def test_a_member_s_spend_is_indexed_once_and_forgotten_when_it_leaves() -> None:
+    owned = _Partition()
+    owned.set_spend("c-1", Decimal("10"))
+    owned.set_spend("c-1", Decimal("30"))
+    owned.set_spend("c-2", Decimal("20"))
+    assert list(owned.by_spend) == [(Decimal("20"), "c-2"), (Decimal("30"), "c-1")]
+    owned.changed = False
+    owned.set_spend("c-2", Decimal("20"))
+    assert not owned.changed  # an unchanged spend does not call for a new summary
+    owned.set_spend("c-1", None)
+    assert list(owned.by_spend) == [(Decimal("20"), "c-2")] and owned.spends == {"c-2": Decimal("20")}
+    assert owned.changed

@@ -1,0 +1,179 @@
+"""Restoring a worker's table of many customers from its changelog, and the worker's peak memory.
+
+Fills the `customers` table's changelog with N customer states (the states a replay of a simulated shop ends
+with, copied under new customer ids, each written once as a worker would), starts a worker on an empty data
+directory and measures, one run:
+- restore: seconds from the worker's start until Faust reports its tables restored (its log);
+- ready: seconds from the start until a purchase published at the start has produced its welcome perk
+  (restore, then learning the owned customers' due days and clocks, then the event itself);
+- the first population pass (every customer's spend, the volume of every customer) from the worker's log;
+- the worker's peak resident memory (VmHWM) at the end.
+
+Run: .venv/bin/python bench/restore.py [--customers 1000000]
+Writes bench/results/restore.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+from engine.local_kafka import free_port, start_broker
+from engine.loyalty import load_policy
+from engine.publish import route
+from engine.replay import Replay
+from engine.settings import Settings, load_settings
+from engine.simulation import SimulationSpec, simulate
+from engine.topics import TopicSpec, ensure_topics
+from schemas.decoder import DecodeLimits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def template_states(customers: int) -> list[tuple[str, bytes]]:
+    """Final states of a replayed simulation: (customer_id, state JSON)."""
+    policy = load_policy(None)
+    lines = list(simulate(SimulationSpec(customers, 365, seed=11)))
+    latest = max(orjson.loads(line)["occurred_at"] for line in lines if line.startswith(b"{"))
+    now = datetime.fromisoformat(latest) + timedelta(days=1)
+    replay = Replay(policy, DecodeLimits(currencies=policy.currencies), now, lambda _: None, lambda _: None)
+    for line in lines:
+        replay.feed(line)
+    replay.finish()
+    return [(customer_id, state.to_json()) for customer_id, state in replay.states.items()]
+
+
+def fill_changelog(settings: Settings, customers: int) -> tuple[int, float]:
+    """Write `customers` states to the table's changelog, keyed (and so partitioned) like the worker's own."""
+    templates = template_states(2000)
+    changelog = f"{settings.app_id}-customers-changelog"
+    ensure_topics(settings, [TopicSpec(changelog, settings.topic_partitions, 1, {"cleanup.policy": "compact"})])
+    producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers), linger_ms=20,
+                             batch_size=1 << 20, max_request_size=8 << 20, acks=1)  # fmt: skip
+    written = 0
+    began = time.perf_counter()
+    for n in range(customers):
+        customer_id, raw = templates[n % len(templates)]
+        new_id = f"r{n:07d}"
+        producer.send(changelog, key=new_id.encode(), value=raw.replace(customer_id.encode(), new_id.encode()))
+        written += len(raw)
+    producer.flush()
+    producer.close()
+    return written, time.perf_counter() - began
+
+
+def start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
+        "ESCALERA_BOOTSTRAP_SERVERS": ",".join(settings.bootstrap_servers),
+        "ESCALERA_APP_ID": settings.app_id,
+        "ESCALERA_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
+        "ESCALERA_DATA_DIR": str(workdir / "tables"),
+        "ESCALERA_WEB_PORT": str(free_port()),
+        "ESCALERA_LOG_LEVEL": "INFO",
+    }
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=workdir,
+                            stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def log_seconds(log: str, pattern: str, start: float) -> float | None:
+    """Seconds from `start` (epoch) to the first log line matching `pattern`."""
+    for line in log.splitlines():
+        if re.search(pattern, line):
+            stamp = time.mktime(time.strptime(line[1:20], "%Y-%m-%d %H:%M:%S")) + int(line[21:24]) / 1000
+            return round(stamp - start, 3)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "restore.json")
+    args = parser.parse_args()
+    broker = start_broker()
+    try:
+        tag = uuid.uuid4().hex[:6]
+        settings = load_settings({"ESCALERA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                                  "ESCALERA_APP_ID": f"restore-{tag}", "ESCALERA_TOPIC_PARTITIONS": "4"})  # fmt: skip
+        ensure_topics(settings)
+        written, fill_seconds = fill_changelog(settings, args.customers)
+        print(f"changelog: {args.customers} states, {written / 1e6:.0f} MB in {fill_seconds:.0f} s", flush=True)
+        probe = orjson.dumps({"type": "purchase.completed", "event_id": "probe-1", "customer_id": "probe",
+                              "occurred_at": "2020-01-01T00:00:00+00:00", "schema_version": 1, "order_id": "o-probe",
+                              "amount": "20.00", "currency": "EUR"})  # fmt: skip
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(scratch)
+            started = time.time()
+            worker = start_worker(settings, workdir)
+            try:
+                target = route(probe, settings)
+                producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers))
+                producer.send(target.topic, key=target.key, value=probe).get(30)
+                producer.close()
+                consumer = KafkaConsumer(settings.topic_perks, bootstrap_servers=list(settings.bootstrap_servers),
+                                         auto_offset_reset="earliest", consumer_timeout_ms=1000)  # fmt: skip
+                ready = None
+                deadline = time.monotonic() + 1800
+                while ready is None and time.monotonic() < deadline:
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"the worker exited with {worker.returncode}")
+                    for record in consumer:
+                        if orjson.loads(record.value)["caused_by"] == "probe-1":
+                            ready = round(record.timestamp / 1000 - started, 3)
+                consumer.close()
+                if ready is None:
+                    raise RuntimeError("no perk for the probe purchase in 30 minutes")
+                log = (workdir / "worker.log").read_text(errors="replace")
+                deadline = time.monotonic() + 600  # logged when a pass takes over a second
+                while "population pass" not in log and time.monotonic() < deadline:
+                    time.sleep(2)
+                    log = (workdir / "worker.log").read_text(errors="replace")
+                rss = peak_rss_bytes(worker.pid)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(120)
+            passes = [line.split("]: ", 1)[-1] if "]: " in line else line.split("] ", 3)[-1]
+                      for line in log.splitlines() if "population pass" in line]  # fmt: skip
+            restore = log_seconds(log, r"Restore complete", started)
+    finally:
+        broker.stop()
+    result = {
+        "benchmark": "restore of the customers table from its changelog at start-up, one run",
+        "command": f"python bench/restore.py --customers {args.customers}",
+        "customers": args.customers,
+        "changelog_megabytes": round(written / 1e6),
+        "restore_seconds": restore,
+        "ready_seconds": ready,
+        "first_population_passes": passes[: settings.topic_partitions],
+        "peak_rss_megabytes": round(rss / 1e6),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("benchmark", "machine")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
