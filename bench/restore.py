@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
+from stream import start_worker  # bench/stream.py: this script's folder is on the import path
 
-from engine.local_kafka import free_port, start_broker
+from engine.local_kafka import start_broker
 from engine.loyalty import load_policy
 from engine.publish import route
 from engine.replay import Replay
@@ -76,21 +76,6 @@ def fill_changelog(settings: Settings, customers: int) -> tuple[int, float]:
     return written, time.perf_counter() - began
 
 
-def start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
-        "ESCALERA_BOOTSTRAP_SERVERS": ",".join(settings.bootstrap_servers),
-        "ESCALERA_APP_ID": settings.app_id,
-        "ESCALERA_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
-        "ESCALERA_DATA_DIR": str(workdir / "tables"),
-        "ESCALERA_WEB_PORT": str(free_port()),
-        "ESCALERA_LOG_LEVEL": "INFO",
-    }
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "worker"], env=env, cwd=workdir,
-                            stdout=(workdir / "worker.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-
-
 def peak_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -126,7 +111,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(scratch)
             started = time.time()
-            worker = start_worker(settings, workdir)
+            worker = start_worker(settings, workdir, log_level="INFO", tick=1.0)
             try:
                 target = route(probe, settings)
                 producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers))
@@ -146,7 +131,8 @@ def main() -> None:
                 if ready is None:
                     raise RuntimeError("no perk for the probe purchase in 30 minutes")
                 log = (workdir / "worker.log").read_text(errors="replace")
-                deadline = time.monotonic() + 600  # logged when a pass takes over a second
+                # a pass is logged when it takes over a second: with a big table, wait for the first one
+                deadline = time.monotonic() + (600 if args.customers >= 100_000 else 30)
                 while "population pass" not in log and time.monotonic() < deadline:
                     time.sleep(2)
                     log = (workdir / "worker.log").read_text(errors="replace")

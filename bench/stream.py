@@ -104,7 +104,9 @@ async def raw_loop(settings: Settings, events: int, out_topic: str) -> None:
         await producer.stop()
 
 
-def start_worker(settings: Settings, workdir: Path, floor_output: str | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, workdir: Path, floor_output: str | None = None, log_level: str = "WARNING", tick: float = 0.2
+) -> subprocess.Popen[bytes]:
     """The Escalera worker, or with `floor_output` the minimal Faust agent of bench/faust_floor.py."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
@@ -114,11 +116,11 @@ def start_worker(settings: Settings, workdir: Path, floor_output: str | None = N
         "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
         "ESCALERA_DATA_DIR": str(workdir / "tables"),
         "ESCALERA_WEB_PORT": str(free_port()),
-        "ESCALERA_LOG_LEVEL": "WARNING",
+        "ESCALERA_LOG_LEVEL": log_level,
         **{f"ESCALERA_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
            for n in ("purchases", "feedback", "customers", "perks", "transitions", "dlq")},
     }  # fmt: skip
-    command = [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"]
+    command = [sys.executable, "-m", "engine.cli", "worker", "--tick", str(tick)]
     if floor_output is not None:
         env["FLOOR_OUTPUT_TOPIC"] = floor_output
         command = [sys.executable, str(ROOT / "bench" / "faust_floor.py"), "worker"]
