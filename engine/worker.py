@@ -394,7 +394,7 @@ class Engine:
             state = self._peek(customer_id)
             spend = None if state is None else figures(state, state.clock, self.policy).window_spend
             owned.set_spend(customer_id, spend)
-        if owned.changed:
+        if owned.changed or spends:  # spends, or at least the partition's latest event time, moved
             self._post_summary(partition, owned)
         population = self.board.population()
         moment = self.clock.now(partition)
