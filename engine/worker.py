@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ import faust
 import orjson
 from faust.types import TP
 from kafka.partitioner.default import murmur2
+from prometheus_client import CollectorRegistry
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from engine.app import Topology, aiokafka_options, create_app
@@ -34,6 +36,8 @@ from engine.due_calendar import DueCalendar
 from engine.event_order import EventTimeMerge
 from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
 from engine.loyalty.figures import figures
+from engine.metrics import CustomersCollector, WorkerMetrics
+from engine.operations import serve_operations
 from engine.population_board import PartitionSummary, PopulationBoard
 from engine.settings import Settings
 from engine.stream_clock import StreamClock
@@ -84,6 +88,9 @@ class _Partition:
     touched: set[str] = field(default_factory=set)  # changed since their volume was last classified
     spends: dict[str, Decimal] = field(default_factory=dict)  # window spend as of each customer's clock
     by_spend: SortedList = field(default_factory=SortedList)  # (spend, customer_id) of every member
+    placed: dict[str, tuple[str, str]] = field(default_factory=dict)  # member -> (ladder step, relationship)
+    steps: Counter[str] = field(default_factory=Counter)  # members per ladder step
+    relationships: Counter[str] = field(default_factory=Counter)  # members per relationship quadrant
     changed: bool = True  # since its summary was last posted
     refreshed: float = 0.0  # monotonic time its population figures were last posted and applied
     population: Population | None = None  # the population its volume classes were last set against
@@ -100,6 +107,17 @@ class _Partition:
             self.spends[customer_id] = spend
             self.by_spend.add((spend, customer_id))
         self.changed = True
+
+    def place(self, state: CustomerState | None, customer_id: str) -> None:
+        """Count a member where its state puts it (None: no longer a member)."""
+        before = self.placed.pop(customer_id, None)
+        if before is not None:
+            self.steps[before[0]] -= 1
+            self.relationships[before[1]] -= 1
+        if state is not None:
+            where = self.placed[customer_id] = (state.step or "none", state.relationship)
+            self.steps[where[0]] += 1
+            self.relationships[where[1]] += 1
 
     def movable(self, new: Population) -> set[str]:
         """The members whose volume class may differ between the last population and `new`: the untouched
@@ -118,8 +136,8 @@ class _Partition:
 class Engine:
     """The worker's state and its handling of batches and ticks (the Faust agent only hands them over)."""
 
-    def __init__(self, settings: Settings, policy: Policy, topology: Topology) -> None:
-        self.settings, self.policy, self.topology = settings, policy, topology
+    def __init__(self, settings: Settings, policy: Policy, topology: Topology, metrics: WorkerMetrics) -> None:
+        self.settings, self.policy, self.topology, self.metrics = settings, policy, topology, metrics
         self.limits = DecodeLimits(
             max_bytes=settings.max_event_bytes,
             max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
@@ -168,6 +186,7 @@ class Engine:
             elif event.key != result.customer_id.encode():
                 # not keyed by its customer: repartition it to the customer's partition
                 self._send(self.topology.internal, result.customer_id.encode(), EVENT + event.value)
+                self.metrics.consumed(message.topic, result.type, "rerouted")
                 done.append(event)
             else:
                 stream._set_current_event(event)
@@ -197,7 +216,7 @@ class Engine:
         """Apply what the merge and the other workers' watermarks let go; return the records to acknowledge."""
         released = []
         for event, decoded, acknowledge in self.merge.release(self._drained, until=self._barrier()):
-            self._apply(stream, event, decoded)
+            self._apply(stream, event, decoded, consumed=acknowledge)
             if acknowledge:
                 released.append(event)
         return released
@@ -258,8 +277,10 @@ class Engine:
             self._send(self.topology.internal, None, WATERMARK + body, partition)
         self.sent_frontier = (frontier, owned)
 
-    def _apply(self, stream: Any, event: Any, decoded: InboundEvent | ReferralCredited) -> None:
-        """Sweep the partition up to the event's day, then apply the event to its customer."""
+    def _apply(self, stream: Any, event: Any, decoded: InboundEvent | ReferralCredited, consumed: bool = True) -> None:
+        """Sweep the partition up to the event's day, then apply the event to its customer (`consumed`: the
+        record itself was read from Kafka, not queued by this worker)."""
+        began = time.perf_counter()
         partition = event.message.partition
         stream._set_current_event(event)  # table writes and reads go to this record's partition
         boundary = self.clock.observe(partition, decoded.occurred_at)
@@ -268,8 +289,13 @@ class Engine:
         customer_id = decoded.customer_id
         state = self._load(customer_id)
         due_before = None if state is None else state.due
-        self._record(event, partition, customer_id, advance(state, decoded, self.policy), due_before)
+        outcome = advance(state, decoded, self.policy)
+        self._record(event, partition, customer_id, outcome, due_before)
         self.tally.applied += 1
+        if consumed:
+            self.metrics.consumed(event.message.topic, decoded.type, "duplicate" if outcome.duplicate else "applied")
+            self.metrics.processing.observe(time.perf_counter() - began)
+            self.metrics.lag.observe(max(0.0, time.time() - decoded.occurred_at.timestamp()))
 
     # ---- state ---------------------------------------------------------------------------------------
 
@@ -295,6 +321,7 @@ class Engine:
         if outcome.duplicate:
             self.tally.duplicates += 1
             return
+        self.metrics.decided(outcome)
         owned = self.partitions.setdefault(partition, _Partition())
         owned.touched.add(customer_id)
         state = outcome.state
@@ -303,10 +330,12 @@ class Engine:
             self.erased.add(customer_id)
             owned.members.discard(customer_id)
             owned.set_spend(customer_id, None)
+            owned.place(None, customer_id)
         else:
             self.cache[customer_id] = state
             self.erased.discard(customer_id)  # erased, then back with a new event
             owned.members.add(customer_id)
+            owned.place(state, customer_id)
             if state.due is not None and state.due != due:
                 owned.calendar.add(state.due, customer_id)
         self.dirty[customer_id] = event
@@ -453,6 +482,7 @@ class Engine:
         key = None if letter.customer_id is None else letter.customer_id.encode()
         self._send(self.topology.dead_letters, key, letter.model_dump_json().encode())
         self.tally.rejected += 1
+        self.metrics.rejected(message.topic, rejection.reason)
 
     # ---- ownership -----------------------------------------------------------------------------------
 
@@ -511,6 +541,7 @@ class Engine:
             owned = self.partitions[partition]
             owned.members.add(state.customer_id)
             owned.touched.add(state.customer_id)  # its spend is computed at the first population refresh
+            owned.place(state, state.customer_id)
             if state.due is not None:
                 owned.calendar.add(state.due, state.customer_id)
             if self.clock.now(partition) is None or state.clock > self.clock.now(partition):  # type: ignore[operator]
@@ -522,11 +553,16 @@ def partition_of(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def build_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) -> tuple[faust.App, Engine]:
-    """The Faust app with Escalera's agent, its ticks and the reader of population figures."""
+def build_worker(
+    settings: Settings, policy: Policy, tick_seconds: float = 1.0, registry: CollectorRegistry | None = None
+) -> tuple[faust.App, Engine]:
+    """The Faust app with Escalera's agent, its ticks, the reader of population figures and its web pages."""
     topology = create_app(settings)
     app = topology.app
-    engine = Engine(settings, policy, topology)
+    registry = CollectorRegistry() if registry is None else registry
+    engine = Engine(settings, policy, topology, WorkerMetrics(registry))
+    registry.register(CustomersCollector(lambda: engine.partitions.values()))
+    serve_operations(app, engine, registry)
     channel = app.topic(
         *settings.inbound_topics, topology.internal.get_topic_name(),
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",

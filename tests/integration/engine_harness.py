@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -57,6 +59,15 @@ class WorkerProcess:
 
     process: subprocess.Popen[bytes]
     log: Path
+    port: int
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """An HTTP GET on the worker's web port: status and body."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, as an operator or an orchestrator stops a worker; returns the exit code."""
@@ -86,13 +97,13 @@ def start_worker(env: dict[str, str], workdir: Path, index: int = 1) -> WorkerPr
         **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
         **env,
         "ESCALERA_DATA_DIR": str(data / "tables"),
-        "ESCALERA_WEB_PORT": str(free_port()),
+        "ESCALERA_WEB_PORT": str(port := free_port()),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"],
         cwd=data, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    return WorkerProcess(process, log)
+    return WorkerProcess(process, log, port)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.simulation import SimulationSpec, simulate
 from engine.worker import partition_of
@@ -78,11 +79,13 @@ def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     env = engine_env(bootstrap, PARTITIONS)
     reference = replay_of(SCENARIO + LATER)
     publish_lines(env, SCENARIO)
-    with running_workers(env, tmp_path_factory.mktemp("scenario")):
+    with running_workers(env, tmp_path_factory.mktemp("scenario")) as (worker,):
         wait_until(lambda: FRANK in table_states(bootstrap, env), 120, "Frank's state is in the table")
         publish_lines(env, LATER)
         wait_for_states(bootstrap, env, reference.states, 120)
+        pages = {path: worker.get(path) for path in ("/metrics", "/health", "/ready")}
     return {
+        "pages": pages,
         "env": env,
         "reference": reference,
         "states": table_states(bootstrap, env),
@@ -194,3 +197,79 @@ def test_a_worker_stopped_and_restarted_restores_its_table_and_counts_nothing_tw
         wait_for_states(bootstrap, env, whole.states, 120)
     perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
     assert {orjson.loads(v)["perk_id"] for _, v in perks} == whole.perk_ids  # type: ignore[arg-type]
+
+
+def samples(metrics: bytes, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric in a /metrics page, by their sorted labels."""
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.decode())
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def by(found: dict[tuple[tuple[str, str], ...], float], *labels: str) -> Counter[tuple[str, ...]]:
+    """Sample values summed by the given labels."""
+    total: Counter[tuple[str, ...]] = Counter()
+    for key, value in found.items():
+        named = dict(key)
+        total[tuple(named[label] for label in labels)] += int(value)
+    return total
+
+
+def test_the_metrics_count_exactly_what_the_scenario_did(scenario: dict[str, Any]) -> None:
+    status, page = scenario["pages"]["/metrics"]
+    assert status == 200
+    env, reference = scenario["env"], scenario["reference"]
+    inbound = {env[f"ESCALERA_TOPIC_{name}"] for name in ("PURCHASES", "FEEDBACK", "CUSTOMERS")}
+    consumed = by(samples(page, "escalera_events_consumed_total"), "topic", "outcome")
+    on_inbound: Counter[str] = Counter()
+    for (topic, outcome), n in consumed.items():
+        on_inbound[outcome] += n if topic in inbound else 0
+    # every published record once: the unreadable and invalid ones rejected, e-6's second delivery a duplicate
+    assert sum(on_inbound.values()) == len(SCENARIO) + len(LATER)
+    assert on_inbound["rejected"] == len(reference.rejected) == 3
+    assert on_inbound["duplicate"] == 1
+    assert by(samples(page, "escalera_dead_letters_total"), "reason") == Counter(
+        (r.reason,) for r in reference.rejected
+    )
+    # what was published is what was counted, and the perks are the replay's
+    perks = by(samples(page, "escalera_perks_total"), "perk", "outcome")
+    assert {k: v for k, v in perks.items() if v and k[1] == "granted"} == Counter(
+        (p["perk"], "granted") for p in scenario["perks"]
+    )
+    assert {outcome for (_, outcome), n in perks.items() if n} <= {"granted", "suppressed_cap", "suppressed_cooldown"}
+    assert Counter(p["perk"] for p in scenario["perks"]) == Counter(
+        d.perk for d in reference.decisions if d.type == "perk.granted"
+    )
+    transitions = {
+        k: v
+        for k, v in by(samples(page, "escalera_transitions_total"), "dimension", "from_value", "to_value").items()
+        if v
+    }
+    assert transitions == Counter(
+        (
+            t.get("dimension", "step"),
+            t.get("from_value", t.get("from_step")) or "none",
+            t.get("to_value", t.get("to_step")),
+        )
+        for t in scenario["transitions"]
+    )
+    applied = sum(n for (_, outcome), n in consumed.items() if outcome in ("applied", "duplicate"))
+    assert sum(samples(page, "escalera_event_lag_seconds_count").values()) == applied  # every topic, internal too
+    assert sum(samples(page, "escalera_event_processing_seconds_count").values()) == applied
+    # the gauges: where the replay's customers stand (the erased one is gone)
+    states = reference.states.values()
+    steps = {k: v for k, v in by(samples(page, "escalera_customers"), "step").items() if v}
+    assert steps == Counter((state.step or "none",) for state in states)
+    quadrants = {k: v for k, v in by(samples(page, "escalera_customers_by_relationship"), "relationship").items() if v}
+    assert quadrants == Counter((state.relationship,) for state in states)
+    assert b"customer_id" not in page and ALICE.encode() not in page and BOB.encode() not in page
+
+
+def test_health_and_readiness_answer_on_the_web_port(scenario: dict[str, Any]) -> None:
+    status, body = scenario["pages"]["/health"]
+    assert status == 200 and orjson.loads(body) == {"status": "alive"}
+    status, body = scenario["pages"]["/ready"]
+    assert status == 200 and orjson.loads(body)["ready"] is True

@@ -1,0 +1,126 @@
+"""The worker's Prometheus metrics, on a registry handed in (each worker and each test its own).
+
+Labels are few and bounded (topic, event type, outcome, dimension and its values, perk, reason): never a
+customer id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from engine.loyalty import Outcome
+from schemas.events import ClassificationChanged, PerkGranted, StepChanged
+
+PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0, 2_592_000.0)
+NONE = "none"  # a label value for "nothing before" (first placement) and unknown event types
+
+
+class WorkerMetrics:
+    """What a worker counts and times while it applies events."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "escalera_events_consumed",
+            "Inbound records consumed, by topic, event type and outcome (applied, duplicate, rejected, rerouted).",
+            ["topic", "type", "outcome"],
+            registry=registry,
+        )
+        self.processing = Histogram(
+            "escalera_event_processing_seconds",
+            "Time to apply one event to its customer's state and queue what it decided.",
+            buckets=PROCESSING_BUCKETS,
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "escalera_event_lag_seconds",
+            "From an event's occurred_at to the moment it was applied (wall clock).",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "escalera_transitions",
+            "Customers' changes of ladder step or classification, by dimension, from and to.",
+            ["dimension", "from_value", "to_value"],
+            registry=registry,
+        )
+        self.perks = Counter(
+            "escalera_perks",
+            "Perks decided, by perk and outcome (granted, or suppressed by a cooldown or a cap).",
+            ["perk", "outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "escalera_dead_letters",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+
+    def consumed(self, topic: str, event_type: str | None, outcome: str) -> None:
+        """One inbound record and what became of it."""
+        self.events.labels(topic, event_type or NONE, outcome).inc()
+
+    def rejected(self, topic: str, reason: str) -> None:
+        """A record that could not be decoded: consumed, and sent to the dead-letter topic."""
+        self.consumed(topic, None, "rejected")
+        self.dead_letters.labels(reason).inc()
+
+    def decided(self, outcome: Outcome) -> None:
+        """The transitions and perks of one outcome (of an event or of the passage of time)."""
+        self._decisions(outcome.emitted)
+        for held in outcome.suppressed:
+            self.perks.labels(held.perk, f"suppressed_{held.reason}").inc()
+
+    def _decisions(self, decisions: Iterable[PerkGranted | StepChanged | ClassificationChanged]) -> None:
+        for decision in decisions:
+            if isinstance(decision, PerkGranted):
+                self.perks.labels(decision.perk, "granted").inc()
+            elif isinstance(decision, StepChanged):
+                self.transitions.labels("step", decision.from_step or NONE, decision.to_step).inc()
+            else:
+                self.transitions.labels(decision.dimension, decision.from_value or NONE, decision.to_value).inc()
+
+
+class PartitionCounts(Protocol):
+    """What a worker counts of one partition it owns."""
+
+    steps: Tally[str]
+    relationships: Tally[str]
+
+
+class CustomersCollector(Collector):
+    """Customers per ladder step and per relationship quadrant on the partitions this worker owns now, read at
+    each scrape: summed over the workers of a group, they count every customer once."""
+
+    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]]) -> None:
+        self.partitions = partitions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        steps: Tally[str] = Tally()
+        relationships: Tally[str] = Tally()
+        for counts in list(self.partitions()):
+            steps.update(counts.steps)
+            relationships.update(counts.relationships)
+        by_step = GaugeMetricFamily("escalera_customers", "Customers on this worker's partitions, by ladder step.",
+                                    labels=["step"])  # fmt: skip
+        for step, n in sorted(steps.items()):
+            if n:
+                by_step.add_metric([step], n)
+        yield by_step
+        by_quadrant = GaugeMetricFamily(
+            "escalera_customers_by_relationship",
+            "Customers on this worker's partitions, by relationship quadrant.",
+            labels=["relationship"],
+        )
+        for quadrant, n in sorted(relationships.items()):
+            if n:
+                by_quadrant.add_metric([quadrant], n)
+        yield by_quadrant

@@ -1,0 +1,70 @@
+"""The worker's metrics count decisions by bounded labels, on a registry of their own."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry
+
+from engine.loyalty import advance, load_policy
+from engine.metrics import CustomersCollector, WorkerMetrics
+from schemas.decoder import DecodeLimits, Rejection, decode
+from schemas.events import StepChanged
+
+POLICY = load_policy(None)
+FIRST_PURCHASE = (
+    b'{"type":"purchase.completed","event_id":"e-1","customer_id":"c-1","occurred_at":"2026-01-01T00:00:00Z",'
+    b'"schema_version":1,"order_id":"o-1","amount":"20.00","currency":"EUR"}'
+)
+
+
+def test_a_first_purchase_counts_its_step_change_classifications_and_welcome_offer() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    event = decode(FIRST_PURCHASE, now=datetime.now(UTC), limits=DecodeLimits(currencies=POLICY.currencies))
+    assert not isinstance(event, Rejection)
+    outcome = advance(None, event, POLICY)
+    metrics.decided(outcome)
+    value = registry.get_sample_value
+    step = next(d for d in outcome.emitted if isinstance(d, StepChanged))
+    assert (
+        value("escalera_transitions_total", {"dimension": "step", "from_value": "none", "to_value": step.to_step}) == 1
+    )  # type: ignore[union-attr]
+    assert value("escalera_perks_total", {"perk": "welcome_offer", "outcome": "granted"}) == 1
+    changes = sum(1 for d in outcome.emitted if d.type == "customer.classification_changed")
+    counted = sum(
+        s.value
+        for family in registry.collect()
+        if family.name == "escalera_transitions"
+        for s in family.samples
+        if s.name == "escalera_transitions_total" and s.labels["dimension"] != "step"
+    )
+    assert counted == changes == 2
+    assert (
+        CollectorRegistry().get_sample_value("escalera_perks_total", {"perk": "welcome_offer", "outcome": "granted"})
+        is None
+    )
+
+
+def test_a_rejection_is_consumed_once_and_dead_lettered_by_reason() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    metrics.rejected("purchases", "invalid_json")
+    metrics.rejected("purchases", "invalid_json")
+    assert registry.get_sample_value("escalera_dead_letters_total", {"reason": "invalid_json"}) == 2
+    labels = {"topic": "purchases", "type": "none", "outcome": "rejected"}
+    assert registry.get_sample_value("escalera_events_consumed_total", labels) == 2
+
+
+def test_customer_gauges_sum_the_owned_partitions_at_each_scrape() -> None:
+    registry = CollectorRegistry()
+    owned = [SimpleNamespace(steps=Counter({"buyer": 2, "possible": 1}), relationships=Counter({"unknown": 3}))]
+    registry.register(CustomersCollector(lambda: owned))
+    owned.append(SimpleNamespace(steps=Counter({"buyer": 1, "habitual": 0}), relationships=Counter({"unknown": 1})))
+    assert registry.get_sample_value("escalera_customers", {"step": "buyer"}) == 3
+    assert registry.get_sample_value("escalera_customers", {"step": "habitual"}) is None  # empty steps are left out
+    assert registry.get_sample_value("escalera_customers_by_relationship", {"relationship": "unknown"}) == 4
+    owned.clear()  # partitions given away: nothing counted here any more
+    assert registry.get_sample_value("escalera_customers", {"step": "buyer"}) is None
