@@ -124,3 +124,21 @@ class CustomersCollector(Collector):
             if n:
                 by_quadrant.add_metric([quadrant], n)
         yield by_quadrant
+
+
+class ConsumerLagCollector(Collector):
+    """Records not yet read on each inbound topic partition this worker owns: the broker's end offset (as last
+    fetched) minus the next offset to read."""
+
+    def __init__(self, positions: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+        self.positions = positions  # (topic, partition, lag) for each owned inbound topic partition
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "escalera_consumer_lag_records",
+            "Records not yet read, by inbound topic and partition (from the last fetched end offset).",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, behind in sorted(self.positions()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield lag

@@ -36,7 +36,7 @@ from engine.due_calendar import DueCalendar
 from engine.event_order import EventTimeMerge
 from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
 from engine.loyalty.figures import figures
-from engine.metrics import CustomersCollector, WorkerMetrics
+from engine.metrics import ConsumerLagCollector, CustomersCollector, WorkerMetrics
 from engine.operations import serve_operations
 from engine.population_board import PartitionSummary, PopulationBoard
 from engine.settings import Settings
@@ -231,6 +231,19 @@ class Engine:
             return False
         seen = self.offsets.get(tp)
         return highwater == 0 if seen is None else seen + 1 >= highwater
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        """Records not yet read per owned inbound topic partition: (topic, partition, records)."""
+        consumer = self.topology.app.consumer
+        found = []
+        for partition in self.partitions:
+            for topic in self.settings.inbound_topics:
+                tp = TP(topic, partition)
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    seen = self.offsets.get(tp)
+                    found.append((topic, partition, max(0, highwater - (0 if seen is None else seen + 1))))
+        return found
 
     def _may_convert(self, decoded: InboundEvent | ReferralCredited) -> bool:
         """A purchase that may be a referred customer's first, and so may convert a referral."""
@@ -562,6 +575,7 @@ def build_worker(
     registry = CollectorRegistry() if registry is None else registry
     engine = Engine(settings, policy, topology, WorkerMetrics(registry))
     registry.register(CustomersCollector(lambda: engine.partitions.values()))
+    registry.register(ConsumerLagCollector(engine.lag))
     serve_operations(app, engine, registry)
     channel = app.topic(
         *settings.inbound_topics, topology.internal.get_topic_name(),

@@ -265,6 +265,10 @@ def test_the_metrics_count_exactly_what_the_scenario_did(scenario: dict[str, Any
     assert steps == Counter((state.step or "none",) for state in states)
     quadrants = {k: v for k, v in by(samples(page, "escalera_customers_by_relationship"), "relationship").items() if v}
     assert quadrants == Counter((state.relationship,) for state in states)
+    # everything was read: no lag on any of the inbound topics' partitions, all of which this worker owns
+    lag = by(samples(page, "escalera_consumer_lag_records"), "topic", "partition")
+    assert set(lag) == {(topic, str(p)) for topic in inbound for p in range(PARTITIONS)}
+    assert set(lag.values()) == {0}
     assert b"customer_id" not in page and ALICE.encode() not in page and BOB.encode() not in page
 
 
