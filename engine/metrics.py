@@ -15,6 +15,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.loyalty import Outcome
+from engine.loyalty.policy import Operations
+from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
 from schemas.events import ClassificationChanged, PerkGranted, StepChanged
 
 PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -94,21 +96,27 @@ class PartitionCounts(Protocol):
 
     steps: Tally[str]
     relationships: Tally[str]
+    satisfaction: Tally[str]
+    formal_complaints: int
 
 
 class CustomersCollector(Collector):
     """Customers per ladder step and per relationship quadrant on the partitions this worker owns now, read at
     each scrape: summed over the workers of a group, they count every customer once."""
 
-    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]]) -> None:
-        self.partitions = partitions
+    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]], operations: Operations) -> None:
+        self.partitions, self.operations = partitions, operations
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         steps: Tally[str] = Tally()
         relationships: Tally[str] = Tally()
+        satisfaction: Tally[str] = Tally()
+        formal = 0
         for counts in list(self.partitions()):
             steps.update(counts.steps)
             relationships.update(counts.relationships)
+            satisfaction.update(counts.satisfaction)
+            formal += counts.formal_complaints
         by_step = GaugeMetricFamily("escalera_customers", "Customers on this worker's partitions, by ladder step.",
                                     labels=["step"])  # fmt: skip
         for step, n in sorted(steps.items()):
@@ -124,6 +132,21 @@ class CustomersCollector(Collector):
             if n:
                 by_quadrant.add_metric([quadrant], n)
         yield by_quadrant
+        ops = self.operations
+        yield GaugeMetricFamily("escalera_formal_complaints", "Formal complaints made by this worker's customers.",
+                                value=formal)  # fmt: skip
+        yield GaugeMetricFamily(
+            "escalera_estimated_unhappy_customers",
+            "The complaint iceberg: formal complaints times the unhappy customers each stands for (domain brief §4).",
+            value=float(formal * unhappy_per_formal_complaint(ops)),
+        )
+        happy = sum(satisfaction[name] for name in HAPPY)
+        unhappy = sum(satisfaction[name] for name in UNHAPPY)
+        yield GaugeMetricFamily(
+            "escalera_expected_net_word_of_mouth",
+            "People expected to hear good minus bad of the shop from this worker's customers (domain brief §4).",
+            value=float(net_word_of_mouth(happy, unhappy, ops)),
+        )
 
 
 class ConsumerLagCollector(Collector):

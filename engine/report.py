@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.loyalty import CustomerState, Policy
+from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
 from engine.replay import Tally
 from schemas.events import STEPS
 
@@ -21,9 +22,9 @@ def summary(states: Iterable[CustomerState], tally: Tally, policy: Policy, as_of
     steps = Counter(state.step or "possible" for state in customers)
     ops = policy.operations
     formal = sum(state.formal_complaints for state in customers)
-    per_formal = Decimal(1) / ((1 - ops.silent_unhappy_share) * ops.formal_complaint_share)
-    happy = sum(state.satisfaction in {"satisfied", "delighted"} for state in customers)
-    unhappy = sum(state.satisfaction == "dissatisfied" for state in customers)
+    per_formal = unhappy_per_formal_complaint(ops)
+    happy = sum(state.satisfaction in HAPPY for state in customers)
+    unhappy = sum(state.satisfaction in UNHAPPY for state in customers)
     return {
         "as_of": as_of.isoformat(),
         "policy_version": policy.version,
@@ -53,7 +54,7 @@ def summary(states: Iterable[CustomerState], tally: Tally, policy: Policy, as_of
         "word_of_mouth": {
             "satisfied_customers": happy,
             "dissatisfied_customers": unhappy,
-            "expected_net_mentions": str(happy * ops.satisfied_tell - unhappy * ops.dissatisfied_tell),
+            "expected_net_mentions": str(net_word_of_mouth(happy, unhappy, ops)),
             "explanation": (
                 f"A satisfied customer tells about {ops.satisfied_tell} people, a dissatisfied one about "
                 f"{ops.dissatisfied_tell}."

@@ -88,9 +88,11 @@ class _Partition:
     touched: set[str] = field(default_factory=set)  # changed since their volume was last classified
     spends: dict[str, Decimal] = field(default_factory=dict)  # window spend as of each customer's clock
     by_spend: SortedList = field(default_factory=SortedList)  # (spend, customer_id) of every member
-    placed: dict[str, tuple[str, str]] = field(default_factory=dict)  # member -> (ladder step, relationship)
+    placed: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)  # see `place`
     steps: Counter[str] = field(default_factory=Counter)  # members per ladder step
     relationships: Counter[str] = field(default_factory=Counter)  # members per relationship quadrant
+    satisfaction: Counter[str] = field(default_factory=Counter)  # members per satisfaction class
+    formal_complaints: int = 0  # over the members
     changed: bool = True  # since its summary was last posted
     refreshed: float = 0.0  # monotonic time its population figures were last posted and applied
     population: Population | None = None  # the population its volume classes were last set against
@@ -109,15 +111,22 @@ class _Partition:
         self.changed = True
 
     def place(self, state: CustomerState | None, customer_id: str) -> None:
-        """Count a member where its state puts it (None: no longer a member)."""
+        """Count a member where its state puts it: step, relationship, satisfaction, formal complaints (None: no
+        longer a member)."""
         before = self.placed.pop(customer_id, None)
         if before is not None:
-            self.steps[before[0]] -= 1
-            self.relationships[before[1]] -= 1
+            self._count(before, -1)
         if state is not None:
-            where = self.placed[customer_id] = (state.step or "none", state.relationship)
-            self.steps[where[0]] += 1
-            self.relationships[where[1]] += 1
+            where = (state.step or "none", state.relationship, state.satisfaction, state.formal_complaints)
+            self._count(where, 1)
+            self.placed[customer_id] = where
+
+    def _count(self, where: tuple[str, str, str, int], sign: int) -> None:
+        step, relationship, satisfaction, formal = where
+        self.steps[step] += sign
+        self.relationships[relationship] += sign
+        self.satisfaction[satisfaction] += sign
+        self.formal_complaints += sign * formal
 
     def movable(self, new: Population) -> set[str]:
         """The members whose volume class may differ between the last population and `new`: the untouched
@@ -574,7 +583,7 @@ def build_worker(
     app = topology.app
     registry = CollectorRegistry() if registry is None else registry
     engine = Engine(settings, policy, topology, WorkerMetrics(registry))
-    registry.register(CustomersCollector(lambda: engine.partitions.values()))
+    registry.register(CustomersCollector(lambda: engine.partitions.values(), policy.operations))
     registry.register(ConsumerLagCollector(engine.lag))
     serve_operations(app, engine, registry)
     channel = app.topic(

@@ -12,6 +12,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.loyalty import DEFAULT_POLICY
+from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
 from engine.simulation import SimulationSpec, simulate
 from engine.worker import partition_of
 from tests.integration.engine_harness import (
@@ -265,6 +267,13 @@ def test_the_metrics_count_exactly_what_the_scenario_did(scenario: dict[str, Any
     assert steps == Counter((state.step or "none",) for state in states)
     quadrants = {k: v for k, v in by(samples(page, "escalera_customers_by_relationship"), "relationship").items() if v}
     assert quadrants == Counter((state.relationship,) for state in states)
+    formal = sum(state.formal_complaints for state in states)
+    assert samples(page, "escalera_formal_complaints") == {(): formal}
+    happy = sum(state.satisfaction in HAPPY for state in states)
+    unhappy = sum(state.satisfaction in UNHAPPY for state in states)
+    assert happy and samples(page, "escalera_expected_net_word_of_mouth") == {
+        (): float(net_word_of_mouth(happy, unhappy, DEFAULT_POLICY.operations))
+    }
     # everything was read: no lag on any of the inbound topics' partitions, all of which this worker owns
     lag = by(samples(page, "escalera_consumer_lag_records"), "topic", "partition")
     assert set(lag) == {(topic, str(p)) for topic in inbound for p in range(PARTITIONS)}

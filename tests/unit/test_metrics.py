@@ -60,11 +60,20 @@ def test_a_rejection_is_consumed_once_and_dead_lettered_by_reason() -> None:
 
 def test_customer_gauges_sum_the_owned_partitions_at_each_scrape() -> None:
     registry = CollectorRegistry()
-    owned = [SimpleNamespace(steps=Counter({"buyer": 2, "possible": 1}), relationships=Counter({"unknown": 3}))]
-    registry.register(CustomersCollector(lambda: owned))
-    owned.append(SimpleNamespace(steps=Counter({"buyer": 1, "habitual": 0}), relationships=Counter({"unknown": 1})))
+
+    def partition(steps: dict[str, int], satisfaction: dict[str, int], formal: int) -> SimpleNamespace:
+        return SimpleNamespace(steps=Counter(steps), relationships=Counter({"unknown": sum(steps.values())}),
+                               satisfaction=Counter(satisfaction), formal_complaints=formal)  # fmt: skip
+
+    owned = [partition({"buyer": 2, "possible": 1}, {"satisfied": 2, "dissatisfied": 1}, 1)]
+    registry.register(CustomersCollector(lambda: owned, POLICY.operations))
+    owned.append(partition({"buyer": 1, "habitual": 0}, {"delighted": 1}, 2))
     assert registry.get_sample_value("escalera_customers", {"step": "buyer"}) == 3
     assert registry.get_sample_value("escalera_customers", {"step": "habitual"}) is None  # empty steps are left out
     assert registry.get_sample_value("escalera_customers_by_relationship", {"relationship": "unknown"}) == 4
+    # three formal complaints, each standing for 1 / (0.30 x 0.02) unhappy customers; 3 x 4.5 told good, 1 x 9.5 bad
+    assert registry.get_sample_value("escalera_formal_complaints") == 3
+    assert abs(registry.get_sample_value("escalera_estimated_unhappy_customers") - 500) < 1e-6  # type: ignore[operator]
+    assert registry.get_sample_value("escalera_expected_net_word_of_mouth") == 3 * 4.5 - 9.5
     owned.clear()  # partitions given away: nothing counted here any more
     assert registry.get_sample_value("escalera_customers", {"step": "buyer"}) is None
