@@ -28,7 +28,6 @@ class WorkerMetrics:
     """What a worker counts and times while it applies events."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
         self.events = Counter(
             "escalera_events_consumed",
             "Inbound records consumed, by topic, event type and outcome (applied, duplicate, rejected, rerouted).",
@@ -100,6 +99,15 @@ class PartitionCounts(Protocol):
     formal_complaints: int
 
 
+def _by_label(name: str, documentation: str, label: str, counts: Tally[str]) -> GaugeMetricFamily:
+    """A gauge with one sample per non-zero count."""
+    gauge = GaugeMetricFamily(name, documentation, labels=[label])
+    for value, n in sorted(counts.items()):
+        if n:
+            gauge.add_metric([value], n)
+    return gauge
+
+
 class CustomersCollector(Collector):
     """Customers per ladder step and per relationship quadrant on the partitions this worker owns now, read at
     each scrape: summed over the workers of a group, they count every customer once."""
@@ -117,21 +125,10 @@ class CustomersCollector(Collector):
             relationships.update(counts.relationships)
             satisfaction.update(counts.satisfaction)
             formal += counts.formal_complaints
-        by_step = GaugeMetricFamily("escalera_customers", "Customers on this worker's partitions, by ladder step.",
-                                    labels=["step"])  # fmt: skip
-        for step, n in sorted(steps.items()):
-            if n:
-                by_step.add_metric([step], n)
-        yield by_step
-        by_quadrant = GaugeMetricFamily(
-            "escalera_customers_by_relationship",
-            "Customers on this worker's partitions, by relationship quadrant.",
-            labels=["relationship"],
-        )
-        for quadrant, n in sorted(relationships.items()):
-            if n:
-                by_quadrant.add_metric([quadrant], n)
-        yield by_quadrant
+        yield _by_label("escalera_customers", "Customers on this worker's partitions, by ladder step.", "step", steps)
+        yield _by_label("escalera_customers_by_relationship",
+                        "Customers on this worker's partitions, by relationship quadrant.", "relationship",
+                        relationships)  # fmt: skip
         ops = self.operations
         yield GaugeMetricFamily("escalera_formal_complaints", "Formal complaints made by this worker's customers.",
                                 value=formal)  # fmt: skip

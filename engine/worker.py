@@ -84,7 +84,6 @@ class _Partition:
     """What this worker keeps for a partition it owns."""
 
     calendar: DueCalendar = field(default_factory=DueCalendar)
-    members: set[str] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)  # changed since their volume was last classified
     spends: dict[str, Decimal] = field(default_factory=dict)  # window spend as of each customer's clock
     by_spend: SortedList = field(default_factory=SortedList)  # (spend, customer_id) of every member
@@ -110,6 +109,11 @@ class _Partition:
             self.by_spend.add((spend, customer_id))
         self.changed = True
 
+    @property
+    def members(self) -> set[str]:
+        """The partition's customers (those placed)."""
+        return set(self.placed)
+
     def place(self, state: CustomerState | None, customer_id: str) -> None:
         """Count a member where its state puts it: step, relationship, satisfaction, formal complaints (None: no
         longer a member)."""
@@ -133,7 +137,7 @@ class _Partition:
         keep their spend, so only those between the old and the new mean or threshold can move."""
         old = self.population
         if old is None or not old.customers or not new.customers:
-            return set(self.members)
+            return self.members
         moved: set[str] = set()
         for a, b in ((old.high_volume_threshold, new.high_volume_threshold), (old.mean_spend, new.mean_spend)):
             if a != b:
@@ -350,13 +354,11 @@ class Engine:
         if state is None:
             self.cache.pop(customer_id, None)
             self.erased.add(customer_id)
-            owned.members.discard(customer_id)
             owned.set_spend(customer_id, None)
             owned.place(None, customer_id)
         else:
             self.cache[customer_id] = state
             self.erased.discard(customer_id)  # erased, then back with a new event
-            owned.members.add(customer_id)
             owned.place(state, customer_id)
             if state.due is not None and state.due != due:
                 owned.calendar.add(state.due, customer_id)
@@ -561,7 +563,6 @@ class Engine:
                 continue  # a standby copy or another partition
             state = CustomerState.from_json(raw)
             owned = self.partitions[partition]
-            owned.members.add(state.customer_id)
             owned.touched.add(state.customer_id)  # its spend is computed at the first population refresh
             owned.place(state, state.customer_id)
             if state.due is not None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.due_calendar import DueCalendar
 from engine.event_order import EventTimeMerge
-from engine.loyalty import Population
+from engine.loyalty import CustomerState, Population
 from engine.loyalty.classifications import volume
 from engine.population_board import PartitionSummary, PopulationBoard
 from engine.worker import _Partition
@@ -105,7 +105,7 @@ def test_a_new_population_reclassifies_every_member_whose_volume_it_changes(
     """Only the members the new population can move are reclassified: none whose class changes is missed."""
     owned = _Partition()
     for customer_id, spend in spends.items():
-        owned.members.add(customer_id)
+        owned.place(CustomerState(customer_id=customer_id, clock=T0), customer_id)
         owned.set_spend(customer_id, spend)
     old = population_of(list(spends.values()), share)
     new = population_of(list(spends.values()) + list(other.values()), share)
