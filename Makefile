@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
+# promtool checks the Prometheus configuration, alert rules and a live worker's /metrics: the one on PATH, or
+# else the one in Debian's package `prometheus`, unpacked into .tools/ (no system install, no root needed).
+PROMTOOL := .tools/promtool
 
 .PHONY: setup test lint typecheck pytest demo kafka clean
 
@@ -21,7 +24,19 @@ $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(INSTALLED) $(NODE_INSTALLED)
+$(PROMTOOL):
+	@mkdir -p .tools
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; \
+	else \
+	  command -v apt-get >/dev/null || { echo "promtool is needed: install it (Debian/Ubuntu package prometheus) or put it on PATH"; exit 1; }; \
+	  rm -rf .tools/deb && mkdir -p .tools/deb && \
+	  ( cd .tools/deb && apt-get download prometheus >/dev/null 2>download.log ) \
+	    || { cat .tools/deb/download.log; echo "could not fetch Debian's package prometheus for promtool: install it, or run apt-get update"; exit 1; }; \
+	  dpkg-deb -x .tools/deb/prometheus_*.deb .tools/deb/root && mv .tools/deb/root/usr/bin/promtool $@ && rm -rf .tools/deb; \
+	fi
+	@$@ --version | head -n 1
+
+setup: $(INSTALLED) $(NODE_INSTALLED) $(PROMTOOL)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -42,4 +57,4 @@ kafka: $(INSTALLED)
 	$(BIN)/escalera kafka
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .tools .pytest_cache .mypy_cache .ruff_cache

@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> Topology:
         broker_credentials=broker_credentials(settings),
         store=settings.table_store_url,
         datadir=str(settings.data_dir),
-        web_host=settings.web_host,
+        web_host=settings.advertised_host,  # Faust's name for the host in this worker's URL (table routing)
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.topic_partitions,

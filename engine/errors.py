@@ -11,3 +11,7 @@ class SettingsError(EscaleraError):
 
 class LocalKafkaError(EscaleraError):
     """The local Kafka broker could not be fetched, formatted or started."""
+
+
+class NotOwnedHere(EscaleraError):
+    """A customer query reached a worker that does not own the customer's partition (mid-rebalance)."""

@@ -162,3 +162,37 @@ class ConsumerLagCollector(Collector):
         for topic, partition, behind in sorted(self.positions()):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
+
+
+class RecoveryProgress(Protocol):
+    """What Faust's table recovery tells of itself (faust.tables.recovery.Recovery)."""
+
+    in_recovery: bool
+
+
+class RestoreCollector(Collector):
+    """The worker's table restore from its changelog: under way or not, and how long the latest one took.
+
+    Faust restores after every rebalance; it keeps the start and end times of the latest restore in attributes of
+    its own (`_recovery_started_at`, `_recovery_ended_at`, monotonic seconds), read here at each scrape."""
+
+    def __init__(self, recovery: Callable[[], RecoveryProgress | None]) -> None:
+        self.recovery = recovery
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        recovery = self.recovery()
+        restoring = bool(recovery is not None and recovery.in_recovery)
+        yield GaugeMetricFamily(
+            "escalera_table_restore_in_progress",
+            "1 while the worker restores its customer table from the changelog (after a start or a rebalance).",
+            value=int(restoring),
+        )
+        started = getattr(recovery, "_recovery_started_at", None)
+        ended = getattr(recovery, "_recovery_ended_at", None)
+        took = GaugeMetricFamily(
+            "escalera_table_restore_seconds",
+            "How long the worker's latest completed table restore took.",
+        )
+        if not restoring and started is not None and ended is not None and ended >= started:
+            took.add_metric([], ended - started)
+        yield took

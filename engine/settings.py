@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,8 +28,11 @@ class Settings(BaseSettings):
 
     bootstrap_servers: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1:9092",)
     app_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] = "escalera"
-    web_host: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"  # the interface the web port binds to: the query API stays local unless opened
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
+    # The host name other workers use to reach this one (Faust forwards a customer query to the worker owning the
+    # customer's partition): by default the bound host, or this machine's name when bound to every interface.
+    web_advertised_host: str | None = None
     data_dir: Path = Path("escalera-data")
     policy_file: Path | None = None
 
@@ -88,6 +92,13 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SASL_USERNAME and {ENV_PREFIX}SASL_PASSWORD"
             )
         return self
+
+    @property
+    def advertised_host(self) -> str:
+        """The host in this worker's URL as other workers see it."""
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        return socket.gethostname() if self.web_host in {"0.0.0.0", "::", ""} else self.web_host
 
     @property
     def inbound_topics(self) -> tuple[str, str, str]:

@@ -28,15 +28,16 @@ import faust
 import orjson
 from faust.types import TP
 from kafka.partitioner.default import murmur2
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from engine.app import Topology, aiokafka_options, create_app
 from engine.due_calendar import DueCalendar
+from engine.errors import NotOwnedHere
 from engine.event_order import EventTimeMerge
 from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
 from engine.loyalty.figures import figures
-from engine.metrics import ConsumerLagCollector, CustomersCollector, WorkerMetrics
+from engine.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
 from engine.operations import serve_operations
 from engine.population_board import PartitionSummary, PopulationBoard
 from engine.settings import Settings
@@ -510,6 +511,13 @@ class Engine:
 
     # ---- ownership -----------------------------------------------------------------------------------
 
+    def customer(self, customer_id: str) -> CustomerState | None:
+        """A customer's current state, if this worker owns their partition (else NotOwnedHere)."""
+        partition = partition_of(customer_id.encode(), self.settings.topic_partitions)
+        if partition not in self.owned_partitions():
+            raise NotOwnedHere(f"partition {partition} of customer {customer_id!r} is not owned by this worker")
+        return self._peek(customer_id)
+
     def owned_partitions(self) -> list[int]:
         """The partitions of the inbound topics this worker actively owns (not standbys)."""
         assignment = self.topology.app.consumer.assignment()
@@ -586,6 +594,8 @@ def build_worker(
     engine = Engine(settings, policy, topology, WorkerMetrics(registry))
     registry.register(CustomersCollector(lambda: engine.partitions.values(), policy.operations))
     registry.register(ConsumerLagCollector(engine.lag))
+    registry.register(RestoreCollector(lambda: app.tables.recovery))  # type: ignore[attr-defined]
+    ProcessCollector(registry=registry)  # CPU, memory, open files of the worker process
     serve_operations(app, engine, registry)
     channel = app.topic(
         *settings.inbound_topics, topology.internal.get_topic_name(),

@@ -1,8 +1,10 @@
-"""Shared fixtures: one real local Kafka broker for the whole test session."""
+"""Shared fixtures: one real local Kafka broker for the whole test session; Prometheus' promtool."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,16 @@ def kafka_broker() -> Iterator[LocalKafka]:
 def bootstrap(kafka_broker: LocalKafka) -> str:
     """The broker's `host:port`."""
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus' checker: the one `make .tools/promtool` unpacked, else one on PATH; missing, the test fails."""
+    unpacked = Path(__file__).resolve().parents[1] / ".tools" / "promtool"
+    found = str(unpacked) if unpacked.is_file() else shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is missing: run `make .tools/promtool` (the Makefile's test target does this)")
+    return found
 
 
 _TIERS = {

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.loyalty import DEFAULT_POLICY
+from engine.loyalty.view import view
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
 from engine.simulation import SimulationSpec, simulate
 from engine.worker import partition_of
 from tests.integration.engine_harness import (
     Reference,
+    WorkerProcess,
     engine_env,
     publish_lines,
     read_all,
@@ -86,8 +92,13 @@ def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         publish_lines(env, LATER)
         wait_for_states(bootstrap, env, reference.states, 120)
         pages = {path: worker.get(path) for path in ("/metrics", "/health", "/ready")}
+        asked = [*reference.states, FRANK, "nobody-here", "tab%09inside", "x" * 129]
+        customers = {customer: worker.get(f"/customers/{customer}") for customer in asked}
+        explained = {customer: explain(worker, customer) for customer in (ALICE, "nobody-here")}
     return {
         "pages": pages,
+        "customers": customers,
+        "explained": explained,
         "env": env,
         "reference": reference,
         "states": table_states(bootstrap, env),
@@ -96,6 +107,13 @@ def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "dead_letters": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])],  # type: ignore[arg-type]
         "changelog": read_all(bootstrap, f"{env['ESCALERA_APP_ID']}-customers-changelog"),
     }
+
+
+def explain(worker: WorkerProcess, customer: str) -> subprocess.CompletedProcess[str]:
+    """`escalera explain` as a user runs it, against the worker's web port."""
+    command = [sys.executable, "-m", "engine.cli", "explain", customer, "--url", f"http://127.0.0.1:{worker.port}"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")}
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, "COLUMNS": "200"})
 
 
 def perks_of(scenario: dict[str, Any], customer: str) -> list[str]:
@@ -175,6 +193,17 @@ def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap:
     with running_workers(env, tmp_path, count=2) as workers:
         wait_for_states(bootstrap, env, reference.states, 180)
         shares = [re.findall(r"owning partitions \[([0-9, ]*)\]", w.log.read_text())[0] for w in workers]
+        # the query API: either worker answers for every customer, forwarding to the owner when it is not
+        answers = {(w.port, c): w.get(f"/customers/{quote(c, safe='')}") for w in workers for c in reference.states}
+    owners: set[str] = set()
+    for (port, customer), (status, body) in answers.items():
+        assert status == 200, (port, customer, body)
+        found = orjson.loads(body)
+        assert without_log(found) == without_log(view(reference.states[customer], DEFAULT_POLICY)), customer
+        owner = answers[(workers[0].port, customer)][1]
+        assert found["answered_by"] == orjson.loads(owner)["answered_by"]  # one owner, whoever was asked
+        owners.add(found["answered_by"])
+    assert owners == {f"http://127.0.0.1:{w.port}" for w in workers}
     assert sorted(shares) == ["0, 2", "1, 3"] or sorted(shares) == ["0, 1", "2, 3"], shares  # both did work
     perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
     assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
@@ -279,6 +308,15 @@ def test_the_metrics_count_exactly_what_the_scenario_did(scenario: dict[str, Any
     assert set(lag) == {(topic, str(p)) for topic in inbound for p in range(PARTITIONS)}
     assert set(lag.values()) == {0}
     assert b"customer_id" not in page and ALICE.encode() not in page and BOB.encode() not in page
+    # the table was restored (from an empty changelog) before the worker consumed, and is not being restored now
+    assert samples(page, "escalera_table_restore_in_progress") == {(): 0.0}
+    assert 0 <= samples(page, "escalera_table_restore_seconds")[()] < 60
+
+
+def test_promtool_accepts_the_live_metrics_page(scenario: dict[str, Any], promtool: str) -> None:
+    page = scenario["pages"]["/metrics"][1]
+    checked = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, timeout=60)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
 
 
 def test_health_and_readiness_answer_on_the_web_port(scenario: dict[str, Any]) -> None:
@@ -286,3 +324,38 @@ def test_health_and_readiness_answer_on_the_web_port(scenario: dict[str, Any]) -
     assert status == 200 and orjson.loads(body) == {"status": "alive"}
     status, body = scenario["pages"]["/ready"]
     assert status == 200 and orjson.loads(body)["ready"] is True
+
+
+def without_log(view: dict[str, Any]) -> dict[str, Any]:
+    """A customer's view but the recent-decision log (see `comparable` in the harness) and who answered."""
+    return {k: v for k, v in view.items() if k not in ("recent_decisions", "answered_by")}
+
+
+def test_the_query_api_answers_what_the_replay_holds_for_each_customer(scenario: dict[str, Any]) -> None:
+    customers = scenario["customers"]
+    for customer, state in scenario["reference"].states.items():
+        status, body = customers[customer]
+        assert status == 200, (customer, body)
+        assert without_log(orjson.loads(body)) == without_log(view(state, DEFAULT_POLICY)), customer
+    alice = orjson.loads(customers[ALICE][1])
+    assert alice["step"] == "occasional" and alice["figures"]["purchases_in_window"] == 2
+    perks = [d for d in alice["recent_decisions"] if d["kind"] == "perk"]
+    assert {d["perk"] for d in perks} >= {"welcome_offer"} and all(d["explanation"] for d in perks)
+
+
+def test_the_query_api_refuses_unknown_erased_and_malformed_ids(scenario: dict[str, Any]) -> None:
+    customers = scenario["customers"]
+    assert customers["nobody-here"][0] == 404 and b"nobody-here" in customers["nobody-here"][1]
+    assert customers[FRANK][0] == 404  # erased: nothing is kept, nothing is shown
+    assert customers["tab%09inside"][0] == 400 and b"malformed" in customers["tab%09inside"][1]
+    assert customers["x" * 129][0] == 400
+
+
+def test_explain_prints_where_a_customer_stands_and_why(scenario: dict[str, Any]) -> None:
+    alice, nobody = scenario["explained"][ALICE], scenario["explained"]["nobody-here"]
+    assert alice.returncode == 0, alice.stderr
+    assert ALICE in alice.stdout and "occasional" in alice.stdout and "welcome_offer" in alice.stdout
+    decisions = orjson.loads(scenario["customers"][ALICE][1])["recent_decisions"]
+    first_perk = next(d for d in decisions if d["kind"] == "perk")
+    assert " ".join(first_perk["explanation"].split()) in " ".join(alice.stdout.split())
+    assert nobody.returncode == 2 and "404" in nobody.stderr and "nobody-here" in nobody.stderr

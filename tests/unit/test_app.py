@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
@@ -69,3 +70,13 @@ def test_sasl_without_tls(protocol: str) -> None:
     credentials = broker_credentials(settings)
     assert isinstance(credentials, SASLCredentials)
     assert credentials.ssl_context is None
+
+
+def test_the_worker_binds_where_told_and_advertises_a_host_other_workers_can_reach(tmp_path: Path) -> None:
+    base = {"ESCALERA_TABLE_STORE": "memory", "ESCALERA_DATA_DIR": str(tmp_path)}
+    local = create_app(load_settings(base)).app.conf
+    assert (local.web_bind, str(local.canonical_url)) == ("127.0.0.1", "http://127.0.0.1:6066")
+    opened = create_app(load_settings({**base, "ESCALERA_WEB_HOST": "0.0.0.0"})).app.conf
+    assert opened.web_bind == "0.0.0.0" and str(opened.canonical_url) == f"http://{socket.gethostname()}:6066"
+    named = {**base, "ESCALERA_WEB_HOST": "0.0.0.0", "ESCALERA_WEB_ADVERTISED_HOST": "worker-2"}
+    assert str(create_app(load_settings(named)).app.conf.canonical_url) == "http://worker-2:6066"
