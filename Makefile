@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
-# promtool checks the Prometheus configuration, alert rules and a live worker's /metrics: the one on PATH, or
-# else the one in Debian's package `prometheus`, unpacked into .tools/ (no system install, no root needed).
+# Prometheus' own tools, for the tests: promtool checks the configuration, the alert rules and a live worker's
+# /metrics; prometheus scrapes a live worker and answers the dashboard's queries. Both from PATH if there, else
+# from Debian's package `prometheus`, unpacked into .tools/ (no system install, no root needed).
 PROMTOOL := .tools/promtool
+PROMETHEUS := .tools/prometheus
 
 .PHONY: setup test lint typecheck pytest demo kafka clean
 
@@ -24,19 +26,21 @@ $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(PROMTOOL):
+$(PROMTOOL) $(PROMETHEUS) &:
 	@mkdir -p .tools
-	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; \
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then \
+	  ln -sf "$$(command -v promtool)" $(PROMTOOL) && ln -sf "$$(command -v prometheus)" $(PROMETHEUS); \
 	else \
-	  command -v apt-get >/dev/null || { echo "promtool is needed: install it (Debian/Ubuntu package prometheus) or put it on PATH"; exit 1; }; \
+	  command -v apt-get >/dev/null || { echo "promtool and prometheus are needed: install them (Debian/Ubuntu package prometheus) or put them on PATH"; exit 1; }; \
 	  rm -rf .tools/deb && mkdir -p .tools/deb && \
 	  ( cd .tools/deb && apt-get download prometheus >/dev/null 2>download.log ) \
-	    || { cat .tools/deb/download.log; echo "could not fetch Debian's package prometheus for promtool: install it, or run apt-get update"; exit 1; }; \
-	  dpkg-deb -x .tools/deb/prometheus_*.deb .tools/deb/root && mv .tools/deb/root/usr/bin/promtool $@ && rm -rf .tools/deb; \
+	    || { cat .tools/deb/download.log; echo "could not fetch Debian's package prometheus: install it, or run apt-get update"; exit 1; }; \
+	  dpkg-deb -x .tools/deb/prometheus_*.deb .tools/deb/root && \
+	  mv .tools/deb/root/usr/bin/promtool $(PROMTOOL) && mv .tools/deb/root/usr/bin/prometheus $(PROMETHEUS) && rm -rf .tools/deb; \
 	fi
-	@$@ --version | head -n 1
+	@$(PROMTOOL) --version | head -n 1
 
-setup: $(INSTALLED) $(NODE_INSTALLED) $(PROMTOOL)
+setup: $(INSTALLED) $(NODE_INSTALLED) $(PROMTOOL) $(PROMETHEUS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

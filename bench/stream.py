@@ -117,6 +117,7 @@ def start_worker(
         "ESCALERA_DATA_DIR": str(workdir / "tables"),
         "ESCALERA_WEB_PORT": str(free_port()),
         "ESCALERA_LOG_LEVEL": log_level,
+        "ESCALERA_LOG_FORMAT": "console",  # the benchmarks read timings off plain log lines
         **{f"ESCALERA_TOPIC_{n.upper()}": getattr(settings, f"topic_{n}")
            for n in ("purchases", "feedback", "customers", "perks", "transitions", "dlq")},
     }  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Protocol, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -17,17 +17,18 @@ from prometheus_client.registry import Collector
 from engine.loyalty import Outcome
 from engine.loyalty.policy import Operations
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
-from schemas.events import ClassificationChanged, PerkGranted, StepChanged
+from schemas.events import INBOUND_TYPES, ClassificationChanged, PerkGranted, PerkType, RejectionReason, StepChanged
 
 PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0, 2_592_000.0)
+PERK_OUTCOMES = ("granted", "suppressed_cap", "suppressed_cooldown")
 NONE = "none"  # a label value for "nothing before" (first placement) and unknown event types
 
 
 class WorkerMetrics:
     """What a worker counts and times while it applies events."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, inbound_topics: Iterable[str] = ()) -> None:
         self.events = Counter(
             "escalera_events_consumed",
             "Inbound records consumed, by topic, event type and outcome (applied, duplicate, rejected, rerouted).",
@@ -64,6 +65,22 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
+
+        self._start_at_zero(inbound_topics)
+
+    def _start_at_zero(self, inbound_topics: Iterable[str]) -> None:
+        """Every series whose labels are known in advance is exposed at 0 from the start: a series that appears
+        only at its first increment hides that increment from Prometheus' rate() and increase()."""
+        for topic in inbound_topics:
+            for event_type in INBOUND_TYPES:
+                for outcome in ("applied", "duplicate"):
+                    self.events.labels(topic, event_type, outcome)
+            self.events.labels(topic, NONE, "rejected")
+        for reason in get_args(RejectionReason):
+            self.dead_letters.labels(reason)
+        for perk in get_args(PerkType):
+            for outcome in PERK_OUTCOMES:
+                self.perks.labels(perk, outcome)
 
     def consumed(self, topic: str, event_type: str | None, outcome: str) -> None:
         """One inbound record and what became of it."""

@@ -591,7 +591,7 @@ def build_worker(
     topology = create_app(settings)
     app = topology.app
     registry = CollectorRegistry() if registry is None else registry
-    engine = Engine(settings, policy, topology, WorkerMetrics(registry))
+    engine = Engine(settings, policy, topology, WorkerMetrics(registry, settings.inbound_topics))
     registry.register(CustomersCollector(lambda: engine.partitions.values(), policy.operations))
     registry.register(ConsumerLagCollector(engine.lag))
     registry.register(RestoreCollector(lambda: app.tables.recovery))  # type: ignore[attr-defined]

@@ -27,14 +27,25 @@ def bootstrap(kafka_broker: LocalKafka) -> str:
     return kafka_broker.bootstrap_servers
 
 
+def _prometheus_tool(name: str) -> str:
+    """One of Prometheus' programs: the one the Makefile unpacked into .tools/, else one on PATH; else fail."""
+    unpacked = Path(__file__).resolve().parents[1] / ".tools" / name
+    found = str(unpacked) if unpacked.is_file() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is missing: run `make .tools/{name}` (the Makefile's test target does this)")
+    return found
+
+
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """Prometheus' checker: the one `make .tools/promtool` unpacked, else one on PATH; missing, the test fails."""
-    unpacked = Path(__file__).resolve().parents[1] / ".tools" / "promtool"
-    found = str(unpacked) if unpacked.is_file() else shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool is missing: run `make .tools/promtool` (the Makefile's test target does this)")
-    return found
+    """Prometheus' checker of configurations, rules and metric pages."""
+    return _prometheus_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> str:
+    """The Prometheus server."""
+    return _prometheus_tool("prometheus")
 
 
 _TIERS = {

@@ -1,4 +1,4 @@
-"""`escalera kafka`: run a local single-node Kafka broker in the foreground."""
+"""`escalera kafka`: a local single-node Kafka broker in the foreground; `escalera topics`: create the topics."""
 
 from __future__ import annotations
 
@@ -9,16 +9,39 @@ from types import FrameType
 
 import typer
 
+from engine.errors import EscaleraError
 from engine.local_kafka import start_broker
+from engine.settings import Settings
+from engine.topics import ensure_topics, loyalty_topics
 
 
 class _StopRequested(Exception):
     """SIGINT or SIGTERM arrived."""
 
 
+class TopicsUnavailableError(EscaleraError):
+    """The brokers could not be reached, or refused to create or describe the topics."""
+
+
 def register(app: typer.Typer) -> None:
-    """Add `escalera kafka` to the CLI."""
+    """Add `escalera kafka` and `escalera topics` to the CLI."""
     app.command("kafka")(kafka)
+    app.command("topics")(topics)
+
+
+def topics(ctx: typer.Context) -> None:
+    """Create the Escalera topics that are missing (every one with ESCALERA_TOPIC_PARTITIONS partitions), list them."""
+    from kafka.errors import KafkaError
+
+    settings: Settings = ctx.obj
+    try:
+        created = set(ensure_topics(settings))
+    except KafkaError as exc:
+        servers = ",".join(settings.bootstrap_servers)
+        raise TopicsUnavailableError(f"could not create or check the topics on {servers}: {exc!r}") from None
+    for spec in loyalty_topics(settings):
+        state = "created" if spec.name in created else "exists"
+        typer.echo(f"{spec.name}\tpartitions={spec.partitions}\treplication={spec.replication_factor}\t{state}")
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:

@@ -58,13 +58,14 @@ def worker_command(
     """
     from faust.worker import Worker
 
+    from engine.logs import logging_config
     from engine.loyalty import load_policy
     from engine.worker import build_worker
 
     settings: Settings = ctx.obj
     ensure_topics(settings)
     app, _ = build_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
     # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every
     # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
     worker.spinner = None

@@ -77,3 +77,14 @@ def test_customer_gauges_sum_the_owned_partitions_at_each_scrape() -> None:
     assert registry.get_sample_value("escalera_expected_net_word_of_mouth") == 3 * 4.5 - 9.5
     owned.clear()  # partitions given away: nothing counted here any more
     assert registry.get_sample_value("escalera_customers", {"step": "buyer"}) is None
+
+
+def test_series_with_known_labels_start_at_zero_so_rates_see_their_first_increment() -> None:
+    registry = CollectorRegistry()
+    WorkerMetrics(registry, ("purchases", "feedback", "customers"))
+    value = registry.get_sample_value
+    assert value("escalera_dead_letters_total", {"reason": "unknown_currency"}) == 0
+    assert value("escalera_perks_total", {"perk": "win_back_offer", "outcome": "suppressed_cooldown"}) == 0
+    labels = {"topic": "feedback", "type": "feedback.received", "outcome": "duplicate"}
+    assert value("escalera_events_consumed_total", labels) == 0
+    assert value("escalera_events_consumed_total", {"topic": "customers", "type": "none", "outcome": "rejected"}) == 0
