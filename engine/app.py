@@ -83,7 +83,13 @@ def create_app(settings: Settings) -> Topology:
         value_serializer="raw",
         # Faust's default linger of 0 sends a produce request for nearly every record; 5 ms lets a batch's
         # decisions and changelog writes share requests (measured in bench/stream.py).
+        # The worker's event-time merge holds records unacknowledged until their turn, and that turn may depend
+        # on the rebalance's outcome: waiting for them before a rebalance completes never ends. Faust seeks every
+        # partition back to its committed offset after a rebalance, so held records are read again anyway.
+        stream_wait_empty=False,
         producer_linger=0.005,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),  # a third of it at most
         producer_max_batch_size=262_144,
     )
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     topic_replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
 
     table_store: TableStore = "rocksdb"
+    # How long the group waits for a silent worker (crashed, frozen) before handing its partitions to the others;
+    # the broker accepts 6 to 1800 s by default (group.min/max.session.timeout.ms).
+    session_timeout_seconds: Annotated[float, Field(ge=6, le=1800)] = 60.0
     wall_clock_when_idle: bool = True
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     max_clock_skew_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 300

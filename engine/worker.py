@@ -31,7 +31,9 @@ from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
+from engine.ack_order import AckOrder
 from engine.app import Topology, aiokafka_options, create_app
+from engine.delivery import deliver_before_commit
 from engine.due_calendar import DueCalendar
 from engine.errors import NotOwnedHere
 from engine.event_order import EventTimeMerge
@@ -176,6 +178,7 @@ class Engine:
         self.dirty: dict[str, Any] = {}  # customer_id -> the event whose partition their state is written under
         self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
+        self.acks = AckOrder()
         self.tally = Tally()
 
     # ---- batches -------------------------------------------------------------------------------------
@@ -183,25 +186,25 @@ class Engine:
     async def handle(self, stream: Any, events: list[Any]) -> None:
         """Process one batch; acknowledge each record once its effects are queued for sending."""
         self._follow_assignment()
-        done: list[Any] = []
         for event in events:
             message = event.message
             self.tally.consumed += 1
             self.context[message.partition] = event
+            self.acks.read(event)
             if message.topic == self.topology.internal.get_topic_name():
                 if self._internal(stream, event):
-                    done.append(event)
+                    self.acks.finish(event)
                 continue
             self.offsets[message.tp] = message.offset
             result = decode(event.value, now=datetime.now(UTC), limits=self.limits, key=event.key)
             if isinstance(result, Rejection):
                 self._dead_letter(result, message)
-                done.append(event)
+                self.acks.finish(event)
             elif event.key != result.customer_id.encode():
                 # not keyed by its customer: repartition it to the customer's partition
                 self._send(self.topology.internal, result.customer_id.encode(), EVENT + event.value)
                 self.metrics.consumed(message.topic, result.type, "rerouted")
-                done.append(event)
+                self.acks.finish(event)
             else:
                 stream._set_current_event(event)
                 self._load(result.customer_id)  # warm the cache: the frontier reads states without a record
@@ -210,13 +213,13 @@ class Engine:
                 source = (message.topic, message.partition)
                 self.merge.push(source, result.occurred_at, (event, result, True))
                 self.last_read[source] = result.occurred_at
-        done.extend(self._release(stream))
+        for event in self._release(stream):
+            self.acks.finish(event)
         self._announce_frontier()
-        log.debug(
-            "batch of %d records: %d applied and acknowledged, %d wait", len(events), len(done), self.merge.pending()
-        )
         self._write_states(stream)
-        for event in done:
+        ready = list(self.acks.ready())
+        log.debug("batch of %d records: %d acknowledged, %d wait", len(events), len(ready), self.acks.waiting())
+        for event in ready:
             await stream.ack(event)
 
     @staticmethod
@@ -535,6 +538,7 @@ class Engine:
             (t, p) for p in sorted(owned) for t in self.settings.inbound_topics
         ]
         self.merge.set_inputs(inputs)
+        self.acks.forget(owned)
         for partition in set(self.partitions) - owned:
             for topic in self.settings.inbound_topics:
                 self.offsets.pop(TP(topic, partition), None)
@@ -597,6 +601,7 @@ def build_worker(
     registry.register(RestoreCollector(lambda: app.tables.recovery))  # type: ignore[attr-defined]
     ProcessCollector(registry=registry)  # CPU, memory, open files of the worker process
     serve_operations(app, engine, registry)
+    deliver_before_commit(app)
     channel = app.topic(
         *settings.inbound_topics, topology.internal.get_topic_name(),
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",

@@ -71,9 +71,10 @@ class Rejection:
 
 
 def decode(
-    raw: bytes, *, now: datetime, limits: DecodeLimits = DEFAULT_LIMITS, key: bytes | None = None
+    raw: bytes | None, *, now: datetime, limits: DecodeLimits = DEFAULT_LIMITS, key: bytes | None = None
 ) -> InboundEvent | Rejection:
     """A valid event, or a Rejection saying why; `key` (the Kafka record key) names the customer."""
+    raw = raw or b""  # a Kafka record without a value (a tombstone) is rejected as an empty payload, not a crash
     if len(raw) <= limits.max_bytes:
         event = fast_decode(raw, limits.currencies)
         if event is not None and event.occurred_at <= now + limits.max_skew:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 
 from engine.errors import EscaleraError
 from engine.local_kafka import start_broker
+from engine.local_kafka.security import BrokerSecurity, prepare_security
 from engine.settings import Settings
 from engine.topics import ensure_topics, loyalty_topics
 
@@ -44,6 +46,15 @@ def topics(ctx: typer.Context) -> None:
         typer.echo(f"{spec.name}\tpartitions={spec.partitions}\treplication={spec.replication_factor}\t{state}")
 
 
+def _client_exports(bootstrap: str, security: BrokerSecurity) -> str:
+    """Shell lines that set a client's variables; the password is read from its file, never printed."""
+    env = security.client_env(bootstrap)
+    del env["ESCALERA_SASL_PASSWORD"]
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines.append(f'export ESCALERA_SASL_PASSWORD="$(cat {shlex.quote(str(security.password_file))})"')
+    return "\n".join(lines)
+
+
 def _request_stop(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -53,12 +64,20 @@ def _request_stop(signum: int, frame: FrameType | None) -> None:
 def kafka(
     port: int = typer.Option(0, help="Port for clients on 127.0.0.1 (0: a free port)."),
     data: Path | None = typer.Option(None, help="Data directory kept between runs (default: temporary)."),
+    sasl_ssl: Path | None = typer.Option(
+        None,
+        "--sasl-ssl",
+        file_okay=False,
+        help="Serve clients SASL_SSL (SCRAM-SHA-512) with a CA, certificate and user made in this directory "
+        "(kept: reused next time).",
+    ),
 ) -> None:
     """Run a local Apache Kafka broker (KRaft, single node) until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    security = prepare_security(sasl_ssl) if sasl_ssl is not None else None
     try:
-        broker = start_broker(data_dir=data, port=port or None)
+        broker = start_broker(data_dir=data, port=port or None, security=security)
     except _StopRequested:
         typer.echo("stopped before the broker was ready", err=True)
         raise typer.Exit(130) from None
@@ -66,6 +85,8 @@ def kafka(
         typer.echo(
             f"kafka ready at {broker.bootstrap_servers}",
         )
+        if security is not None:
+            typer.echo(_client_exports(broker.bootstrap_servers, security))
         typer.echo(f"(started in {broker.started_in_seconds:.1f} s; log: {broker.log_path})", err=True)
         while broker.process.poll() is None:
             time.sleep(0.5)

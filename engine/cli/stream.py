@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from engine.broker_check import check_broker
 from engine.publish import publish, read_lines
 from engine.settings import Settings
 from engine.topics import ensure_topics
@@ -33,6 +34,7 @@ def publish_command(
 ) -> None:
     """Publish a JSON-lines event file to the inbound topics, keyed by customer_id."""
     settings: Settings = ctx.obj
+    check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
     if create_topics:
         ensure_topics(settings)
     err = Console(stderr=True)
@@ -58,18 +60,27 @@ def worker_command(
     """
     from faust.worker import Worker
 
+    from engine.local_state import mark_clean_stop, open_local_state
     from engine.logs import logging_config
     from engine.loyalty import load_policy
     from engine.worker import build_worker
 
     settings: Settings = ctx.obj
+    check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
     ensure_topics(settings)
     app, _ = build_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
     # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every
     # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
     worker.spinner = None
-    worker.execute_from_commandline()
+    open_local_state(Path(app.conf.tabledir), settings.data_dir)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        if not stop.code:
+            mark_clean_stop(settings.data_dir)
+        raise
+    mark_clean_stop(settings.data_dir)
 
 
 def demo_command(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -17,9 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from engine.errors import LocalKafkaError
 from engine.local_kafka.jars import broker_jars, deploy_dir, require_java
+from engine.local_kafka.security import BrokerSecurity
 
 READY_TIMEOUT_SECONDS = 90.0
 HEAP = "512m"
@@ -44,6 +47,22 @@ class LocalKafka:
     owns_data_dir: bool
     started_in_seconds: float = 0.0
     _log_file: object = field(default=None, repr=False)
+    # SASL_SSL on `port` when set (the broker's own listeners then stay PLAINTEXT on loopback: `internal_port`).
+    security: BrokerSecurity | None = None
+    internal_port: int | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python options to reach this broker's client port (credentials included when secured)."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.security is not None:
+            options.update(
+                security_protocol="SASL_SSL",
+                sasl_mechanism=self.security.mechanism,
+                sasl_plain_username=self.security.username,
+                sasl_plain_password=self.security.password.get_secret_value(),
+                ssl_cafile=str(self.security.ca_file),
+            )
+        return options
 
     @property
     def bootstrap_servers(self) -> str:
@@ -83,8 +102,13 @@ def start_broker(
     port: int | None = None,
     controller_port: int | None = None,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
+    security: BrokerSecurity | None = None,
 ) -> LocalKafka:
-    """Fetch (once), format (once per data dir) and start a broker; return once it answers metadata."""
+    """Fetch (once), format (once per data dir) and start a broker; return once it answers metadata.
+
+    With `security` the client port speaks SASL_SSL (SCRAM, the certificate in `security`); the user is created
+    when the data directory is formatted, so a kept data directory must be used with the same `security`.
+    """
     began = time.monotonic()
     java = require_java()
     jars = broker_jars()
@@ -96,11 +120,12 @@ def start_broker(
             raise LocalKafkaError(f"port {wanted} on 127.0.0.1 is already in use: choose another, or 0 for a free one")
     port = port or free_port()
     controller_port = controller_port or free_port()
+    internal_port = free_port() if security is not None else None
     classpath = f"{jars}/*"
     try:
-        properties = _write_properties(root, port, controller_port)
+        properties = _write_properties(root, port, controller_port, security, internal_port)
         if not (root / "logs" / "meta.properties").is_file():
-            _format(java, classpath, properties)
+            _format(java, classpath, properties, security)
     except BaseException:
         if owns:
             shutil.rmtree(root, ignore_errors=True)
@@ -114,7 +139,9 @@ def start_broker(
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, preexec_fn=_die_with_parent
     )
-    broker = LocalKafka(port, controller_port, root, process, owns, _log_file=log_file)
+    broker = LocalKafka(
+        port, controller_port, root, process, owns, _log_file=log_file, security=security, internal_port=internal_port
+    )
     try:
         _wait_until_ready(broker, ready_timeout)
     except BaseException:
@@ -125,28 +152,74 @@ def start_broker(
 
 
 @contextlib.contextmanager
-def running_broker(data_dir: Path | None = None, port: int | None = None) -> Iterator[LocalKafka]:
+def running_broker(
+    data_dir: Path | None = None, port: int | None = None, security: BrokerSecurity | None = None
+) -> Iterator[LocalKafka]:
     """A broker for the duration of a `with` block; it is stopped whatever happens inside."""
-    broker = start_broker(data_dir=data_dir, port=port)
+    broker = start_broker(data_dir=data_dir, port=port, security=security)
     try:
         yield broker
     finally:
         broker.stop()
 
 
-def _write_properties(root: Path, port: int, controller_port: int) -> Path:
+def _write_properties(
+    root: Path,
+    port: int,
+    controller_port: int,
+    security: BrokerSecurity | None = None,
+    internal_port: int | None = None,
+) -> Path:
     template = Template((deploy_dir() / "server.properties").read_text())
+    if security is None:
+        listeners = f"PLAINTEXT://127.0.0.1:{port}"
+        protocol_map, inter_broker, extra = "PLAINTEXT:PLAINTEXT", "PLAINTEXT", ""
+    else:
+        # Clients get SASL_SSL; the broker talks to itself over PLAINTEXT on loopback (its own port, so it needs
+        # no SCRAM user of its own). Clients only ever see the listener they connected to in metadata.
+        listeners = f"SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal_port}"
+        protocol_map, inter_broker = "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT", "INTERNAL"
+        extra = _security_properties(security)
     text = template.substitute(
         controller_port=controller_port,
-        listeners=f"PLAINTEXT://127.0.0.1:{port}",
-        advertised_listeners=f"PLAINTEXT://127.0.0.1:{port}",
-        protocol_map="PLAINTEXT:PLAINTEXT",
-        inter_broker_listener="PLAINTEXT",
+        listeners=listeners,
+        advertised_listeners=listeners,
+        protocol_map=protocol_map,
+        inter_broker_listener=inter_broker,
         log_dirs=str(root / "logs"),
+        security=extra,
     )
     path = root / "server.properties"
     path.write_text(text)
     return path
+
+
+def _security_properties(security: BrokerSecurity) -> str:
+    """The SASL_SSL listener's settings: SCRAM (credentials live in the cluster metadata) over TLS (PEM files)."""
+    mechanism = security.mechanism.lower()
+    lines = [
+        f"sasl.enabled.mechanisms={security.mechanism}",
+        f"listener.name.sasl_ssl.sasl.enabled.mechanisms={security.mechanism}",
+        # The broker only verifies clients here (no inter-broker SASL), so its JAAS entry names no user.
+        f"listener.name.sasl_ssl.{mechanism}.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+        f"listener.name.sasl_ssl.ssl.keystore.location={security.keystore_file}",
+        "listener.name.sasl_ssl.ssl.client.auth=none",
+    ]
+    return "\n".join(["", "# SASL_SSL for clients (engine/local_kafka/security.py made the files).", *lines, ""])
+
+
+def _scram_argument(security: BrokerSecurity, iterations: int = 4096) -> str:
+    """The storage tool's --add-scram value, with the salted password only: the clear one never is an argument."""
+    salt = os.urandom(24)
+    name = {"SCRAM-SHA-512": "sha512", "SCRAM-SHA-256": "sha256"}[security.mechanism]
+    salted = hashlib.pbkdf2_hmac(name, security.password.get_secret_value().encode(), salt, iterations)
+    encode = base64.b64encode
+    return (
+        f'{security.mechanism}=[name={security.username},salt="{encode(salt).decode()}",'
+        f'saltedpassword="{encode(salted).decode()}",iterations={iterations}]'
+    )
 
 
 def new_cluster_id() -> str:
@@ -157,7 +230,7 @@ def new_cluster_id() -> str:
             return text
 
 
-def _format(java: str, classpath: str, properties: Path) -> None:
+def _format(java: str, classpath: str, properties: Path, security: BrokerSecurity | None = None) -> None:
     def tool(*args: str) -> str:
         result = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", *args],
@@ -168,7 +241,8 @@ def _format(java: str, classpath: str, properties: Path) -> None:
             raise LocalKafkaError(f"formatting the broker's storage failed ({' '.join(args[:1])}):\n{output}")
         return result.stdout
 
-    tool("format", "--standalone", "-t", new_cluster_id(), "-c", str(properties))
+    scram = ["--add-scram", _scram_argument(security)] if security is not None else []
+    tool("format", "--standalone", "-t", new_cluster_id(), "-c", str(properties), *scram)
 
 
 def _wait_until_ready(broker: LocalKafka, timeout: float) -> None:
@@ -181,7 +255,7 @@ def _wait_until_ready(broker: LocalKafka, timeout: float) -> None:
                 f"log tail ({broker.log_path}):\n{broker.log_tail()}"
             )
         # A closed port is polled cheaply: kafka-python's client backs off for seconds between retries.
-        if _port_open(broker.port) and _metadata_answers(broker.bootstrap_servers):
+        if _port_open(broker.port) and _metadata_answers(broker.client_options()):
             return
         if time.monotonic() > deadline:
             raise LocalKafkaError(
@@ -197,13 +271,13 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _metadata_answers(bootstrap: str) -> bool:
+def _metadata_answers(options: dict[str, Any]) -> bool:
     """True when the broker answers a metadata request (not merely accepts a TCP connection)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConfigurationError, KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = KafkaAdminClient(request_timeout_ms=3000, **options)
     except KafkaConfigurationError:
         raise
     except (KafkaError, OSError, ValueError):

@@ -101,7 +101,7 @@ def start_worker(env: dict[str, str], workdir: Path, index: int = 1) -> WorkerPr
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "worker", "--tick", "0.2"],
-        cwd=data, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=data, env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT,  # a restart appends
     )  # fmt: skip
     return WorkerProcess(process, log, port)
 

@@ -10,6 +10,7 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
 from engine.app import broker_credentials, create_app
+from engine.errors import SettingsError
 from engine.settings import load_settings
 
 
@@ -80,3 +81,12 @@ def test_the_worker_binds_where_told_and_advertises_a_host_other_workers_can_rea
     assert opened.web_bind == "0.0.0.0" and str(opened.canonical_url) == f"http://{socket.gethostname()}:6066"
     named = {**base, "ESCALERA_WEB_HOST": "0.0.0.0", "ESCALERA_WEB_ADVERTISED_HOST": "worker-2"}
     assert str(create_app(load_settings(named)).app.conf.canonical_url) == "http://worker-2:6066"
+
+
+def test_a_silent_worker_is_given_up_after_the_configured_session_timeout(tmp_path: Path) -> None:
+    base = {"ESCALERA_TABLE_STORE": "memory", "ESCALERA_DATA_DIR": str(tmp_path)}
+    conf = create_app(load_settings({**base, "ESCALERA_SESSION_TIMEOUT_SECONDS": "6"})).app.conf
+    assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (6.0, 2.0)
+    assert create_app(load_settings(base)).app.conf.broker_session_timeout == 60.0
+    with pytest.raises(SettingsError, match="ESCALERA_SESSION_TIMEOUT_SECONDS"):
+        load_settings({"ESCALERA_SESSION_TIMEOUT_SECONDS": "1"})

@@ -194,3 +194,8 @@ def test_invalid_utf8_is_shown_escaped_in_the_dead_letter() -> None:
 def test_the_record_key_names_the_customer_of_an_unreadable_payload() -> None:
     assert rejected(b"{broken", key=b"c-9").customer_id == "c-9"
     assert rejected(b"{broken").customer_id is None
+
+
+def test_a_record_without_a_value_is_rejected_not_a_crash() -> None:
+    found = decode(None, now=datetime.now(UTC), key=b"c-1")
+    assert isinstance(found, Rejection) and found.reason == "invalid_json" and found.customer_id == "c-1"
