@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
+from engine.broker_check import connection_options
 from engine.settings import Settings
 
 
@@ -33,19 +34,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
     """Connection options for a plain aiokafka client (same broker and credentials as the app)."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": list(settings.bootstrap_servers),
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol.endswith("SSL"):
-        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
-        options["ssl_context"] = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    if settings.security_protocol.startswith("SASL"):
-        assert settings.sasl_password is not None  # the settings refuse SASL without credentials
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options
+    return {"bootstrap_servers": list(settings.bootstrap_servers), **connection_options(settings)}
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def check_broker(settings: Settings, timeout: float = DEFAULT_TIMEOUT_SECONDS) -
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection options for the settings (the TLS context built as engine.app.aiokafka_options does)."""
+    """aiokafka's security options for the settings: protocol, TLS context, SASL credentials."""
     options: dict[str, Any] = {"security_protocol": settings.security_protocol}
     if settings.security_protocol.endswith("SSL"):
         cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
