@@ -54,7 +54,7 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# The fault tests (kill -9, failover, broker restart): not part of `make test` until they pass (RELIABILITY.md).
+# The kill -9 crash test: not part of `make test` until it passes (RELIABILITY.md).
 faults: setup
 	RELIABILITY_REPORT=$${RELIABILITY_REPORT:-reliability.jsonl} $(BIN)/pytest -s -m faults tests/reliability
 

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-import pytest
 
 from engine.local_kafka import free_port, start_broker
 from engine.readback import committed_records
@@ -25,8 +24,6 @@ from tests.integration.engine_harness import (
     wait_until,
 )
 from tests.reliability.test_crash import FAST_FAILOVER, PARTITIONS, alive, published_once_each, shop
-
-pytestmark = pytest.mark.faults
 
 
 def ownership(worker: WorkerProcess) -> list[tuple[float, list[int]]]:
