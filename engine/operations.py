@@ -67,7 +67,7 @@ def serve_operations(app: faust.App, engine: Engine, registry: CollectorRegistry
 
 def answer(web: Any, engine: Engine, customer_id: str) -> Any:
     """The owner's answer: the customer's view, 404 if unknown, 503 while its partition is not ready here."""
-    if not engine.topology.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+    if not readiness(engine.topology.app, engine)["tables_restored"]:
         return web.json({"error": "the customer table is being restored; ask again shortly"}, status=503)
     try:
         state = engine.customer(customer_id)

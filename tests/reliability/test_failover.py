@@ -23,7 +23,7 @@ from tests.integration.engine_harness import (
     wait_for_states,
     wait_until,
 )
-from tests.reliability.test_crash import FAST_FAILOVER, PARTITIONS, alive, published_once_each, shop
+from tests.reliability.faults import FAST_FAILOVER, PARTITIONS, alive, published_once_each, shop
 
 
 def ownership(worker: WorkerProcess) -> list[tuple[float, list[int]]]:
