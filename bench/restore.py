@@ -60,7 +60,7 @@ def template_states(customers: int) -> list[tuple[str, bytes]]:
 def fill_changelog(settings: Settings, customers: int) -> tuple[int, float]:
     """Write `customers` states to the table's changelog, keyed (and so partitioned) like the worker's own."""
     templates = template_states(2000)
-    changelog = f"{settings.app_id}-customers-changelog"
+    changelog = settings.changelog_topic
     ensure_topics(settings, [TopicSpec(changelog, settings.topic_partitions, 1, {"cleanup.policy": "compact"})])
     producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers), linger_ms=20,
                              batch_size=1 << 20, max_request_size=8 << 20, acks=1)  # fmt: skip

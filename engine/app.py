@@ -10,6 +10,7 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
 from engine.broker_check import connection_options
+from engine.erasure import changelog_config
 from engine.settings import Settings
 
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> Topology:
         key_type=bytes,
         value_type=bytes,  # the app's default serializers are raw: state is stored as its own JSON bytes
         help="Customer state by customer_id.",
+        extra_topic_configs=changelog_config(settings),  # erased customers leave it within a bounded delay
     )
     return Topology(
         app=app,

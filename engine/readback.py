@@ -11,7 +11,7 @@ def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, Cu
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        f"{settings.app_id}-customers-changelog", auto_offset_reset="earliest", enable_auto_commit=False,
+        settings.changelog_topic, auto_offset_reset="earliest", enable_auto_commit=False,
         consumer_timeout_ms=int(quiet_seconds * 1000), **settings.kafka_client_options(),
     )  # fmt: skip
     states: dict[str, CustomerState] = {}

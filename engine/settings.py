@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     max_clock_skew_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 300
 
+    # How long an erased customer's earlier states may stay in the table's changelog before Kafka's log cleaner
+    # removes them (the changelog's max.compaction.lag.ms; its tombstone is kept as long): 1 s to 30 days.
+    erasure_max_delay_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = 24 * 3600
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -112,6 +116,11 @@ class Settings(BaseSettings):
     def internal_topic(self) -> str:
         """Referral credits, rerouted events and clock ticks, between the worker's own partitions."""
         return f"{self.app_id}-internal"
+
+    @property
+    def changelog_topic(self) -> str:
+        """The customer table's changelog (Faust's name for it: app id, table name, "changelog")."""
+        return f"{self.app_id}-customers-changelog"
 
     @property
     def partition_stats_topic(self) -> str:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.erasure import changelog_config
 from engine.errors import EscaleraError
 from engine.settings import Settings
 
@@ -44,6 +45,9 @@ def loyalty_topics(settings: Settings) -> list[TopicSpec]:
         # The worker's own: referral credits must reach the referrer's partition, so the same count.
         spec(settings.internal_topic),
         spec(settings.partition_stats_topic, **{"cleanup.policy": "compact"}),
+        # The customer table's changelog (Faust would create it at start-up, but without these settings if a
+        # worker started before `escalera topics`): erased customers leave it within a bounded delay.
+        spec(settings.changelog_topic, **{"cleanup.policy": "compact", **changelog_config(settings)}),
     ]
 
 

@@ -2,7 +2,8 @@
 
 Per batch: decode each record (bad ones go to the dead-letter topic), queue it in its partition's event-time
 merge, then for every event the merge releases: load the customer's state, run the pure core (`advance`),
-keep the state, publish the decisions. States are written to the table once per batch, and records are
+keep the state, publish the decisions. States are written to the table once per batch, after the batch's
+decisions are delivered (so a crash never keeps a state whose perks were lost), and records are
 acknowledged only after their effects are queued for sending: Faust flushes the producer before it commits
 an offset, so a crash replays unacknowledged records, which change nothing the second time (at-least-once
 with idempotent effects; `exactly_once` is not used: it has open bugs in faust-streaming).
@@ -33,8 +34,10 @@ from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from engine.ack_order import AckOrder
 from engine.app import Topology, aiokafka_options, create_app
+from engine.continuity import Continuity
 from engine.delivery import deliver_before_commit
 from engine.due_calendar import DueCalendar
+from engine.erasure import LocalPurge
 from engine.errors import NotOwnedHere
 from engine.event_order import EventTimeMerge
 from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
@@ -59,6 +62,7 @@ BATCH_WAIT = 0.02  # seconds a batch waits to fill
 TICK, CREDIT, EVENT, WATERMARK = b"T", b"C", b"E", b"W"
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 POPULATION_REFRESH = 5.0  # seconds between a partition's population passes (summary posted, volume classified)
+ERASURE_PURGE = 10.0  # seconds between compactions of the local table files where customers were erased
 CACHE_LIMIT = 100_000  # customer states kept in memory between batches at most
 LOCAL_CREDITS = ""  # the merge input of credits this worker queues for its own partitions (no topic)
 
@@ -80,6 +84,7 @@ class Tally:
     perks: int = 0
     referrals: int = 0
     sweeps: int = 0
+    skipped: int = 0  # records that came before earlier ones of their partition (read again in order)
 
 
 @dataclass
@@ -179,6 +184,9 @@ class Engine:
         self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
         self.acks = AckOrder()
+        self.continuity = Continuity(topology.app.consumer)
+        self.purge = LocalPurge(self.table)
+        self.undelivered = False  # decisions or referral credits queued since the producer was last flushed
         self.tally = Tally()
 
     # ---- batches -------------------------------------------------------------------------------------
@@ -188,6 +196,9 @@ class Engine:
         self._follow_assignment()
         for event in events:
             message = event.message
+            if not self.continuity.admit(message):
+                self.tally.skipped += 1  # records before it were skipped: it comes again after them
+                continue
             self.tally.consumed += 1
             self.context[message.partition] = event
             self.acks.read(event)
@@ -216,11 +227,28 @@ class Engine:
         for event in self._release(stream):
             self.acks.finish(event)
         self._announce_frontier()
-        self._write_states(stream)
-        ready = list(self.acks.ready())
+        if self.undelivered:
+            # A state must never reach the changelog before the decisions it made reach their topics: Kafka
+            # orders records per partition only, so a crash could keep the new state (the replayed event is
+            # then a duplicate and decides nothing) and lose its perks. Delivered first, a crash between the
+            # two can only publish a perk twice, under the same id.
+            await self.topology.app.producer.flush()
+            self.undelivered = False
+        kept = set(self.owned_partitions())  # a rebalance may have run while the decisions were delivered
+        # While this batch awaited, Faust's reader may have taken the next record, set it as the stream's current
+        # event and paused until this batch is done; it then files the stream's current event into the next
+        # batch (`Stream.noack_take`, `add_to_buffer`). Writing the states sets the current event to other
+        # records: left so, the next batch would get one of those again instead of the new record, which
+        # would be lost (found by the crash test: an input waiting forever for a record it never got).
+        arrived = stream.current_event
+        self._write_states(stream, kept)
+        stream.current_event = arrived
+        ready = [event for event in self.acks.ready() if event.message.partition in kept]
         log.debug("batch of %d records: %d acknowledged, %d wait", len(events), len(ready), self.acks.waiting())
         for event in ready:
             await stream.ack(event)
+        if self.continuity.missing or self.continuity.stalled:
+            await self.continuity.read_again()
 
     @staticmethod
     def _send(topic: Any, key: bytes | None, value: bytes, partition: int | None = None) -> None:
@@ -358,6 +386,7 @@ class Engine:
         if state is None:
             self.cache.pop(customer_id, None)
             self.erased.add(customer_id)
+            self.referred.discard(customer_id)
             owned.set_spend(customer_id, None)
             owned.place(None, customer_id)
         else:
@@ -368,6 +397,7 @@ class Engine:
                 owned.calendar.add(state.due, customer_id)
         self.dirty[customer_id] = event
         key = customer_id.encode()
+        self.undelivered |= bool(outcome.emitted or outcome.referrals)
         for decision in outcome.emitted:
             target = self.topology.perks if decision.type == "perk.granted" else self.topology.transitions
             self._send(target, key, flat_json(decision))
@@ -387,9 +417,13 @@ class Engine:
         if partition in self.partitions and context is not None:
             self.merge.push((LOCAL_CREDITS, partition), credit.occurred_at, (context, credit, False))
 
-    def _write_states(self, stream: Any) -> None:
-        """Write every state changed in this batch to the table (its changelog), once each."""
+    def _write_states(self, stream: Any, kept: set[int]) -> None:
+        """Write every state changed in this batch to the table (its changelog), once each, if its partition is
+        still owned (one given away meanwhile is its new owner's to write: that owner reads its records again)."""
         for customer_id, event in self.dirty.items():
+            if event.message.partition not in kept:
+                self.cache.pop(customer_id, None)  # not written: if the partition comes back, read it again
+                continue
             stream._set_current_event(event)
             key = customer_id.encode()
             state = self.cache.get(customer_id)
@@ -397,6 +431,7 @@ class Engine:
                 self.table[key] = state.to_json()
             elif key in self.table:
                 del self.table[key]  # erasure: a tombstone in the changelog
+                self.purge.erased_in(event.message.partition)
 
         self.dirty.clear()
         self.erased.clear()
@@ -428,6 +463,11 @@ class Engine:
             return  # not (or no longer) ours
         self._announce_frontier(again=True)
         stream._set_current_event(event)
+        for topic, number in self.merge.holding_back(self._drained):
+            if topic != LOCAL_CREDITS and number == partition:
+                tp = TP(topic, number)
+                seen = self.offsets.get(tp)  # none read yet: from the first record due, or the partition's start
+                self.continuity.waiting(tp, self.continuity.due.get(tp, 0) if seen is None else seen + 1)
         idle = self.merge.pending() == 0 and all(self._drained((topic, partition)) for topic in self.inbound)
         if not idle:
             return
@@ -539,6 +579,7 @@ class Engine:
         ]
         self.merge.set_inputs(inputs)
         self.acks.forget(owned)
+        self.continuity.forget(owned)
         for partition in set(self.partitions) - owned:
             for topic in self.settings.inbound_topics:
                 self.offsets.pop(TP(topic, partition), None)
@@ -558,10 +599,11 @@ class Engine:
         records go missing in our two-worker tests."""
         committed: dict[TP, int | None] = getattr(self.topology.app.consumer, "_committed_offset", {})
         for partition in partitions:
-            for topic in self.settings.inbound_topics:
+            for topic in (*self.settings.inbound_topics, self.topology.internal.get_topic_name()):
                 tp = TP(topic, partition)
                 offset = committed.get(tp)
-                if tp not in self.offsets and offset:
+                self.continuity.start(tp, offset)
+                if topic in self.inbound and tp not in self.offsets and offset:
                     self.offsets[tp] = offset - 1
 
     def _learn(self, partitions: Iterable[int]) -> None:
@@ -622,6 +664,10 @@ def build_worker(
     async def report() -> None:
         waiting = {"waiting": engine.merge.pending(), "held_by": engine.merge.holding_back(engine._drained)}
         log.info("so far: %s", orjson.dumps({**vars(engine.tally), **waiting}).decode())
+
+    @app.timer(interval=ERASURE_PURGE)  # type: ignore[untyped-decorator]
+    async def purge_erased() -> None:
+        await engine.purge.purge()
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_population() -> None:

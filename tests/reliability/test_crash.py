@@ -4,12 +4,11 @@ worker ends where the replay ends, every expected perk is published, and no perk
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from engine.readback import committed_records
 from engine.settings import Settings
@@ -24,12 +23,14 @@ from tests.integration.engine_harness import (
 )
 from tests.reliability.faults import FAST_FAILOVER, PARTITIONS, alive, published_once_each, shop
 
-pytestmark = pytest.mark.faults
-
 
 def progressed(settings: Settings, target: int, worker: WorkerProcess) -> Callable[[], bool]:
     """The group has committed `target` inbound records, or the worker has stopped (then `alive` says why)."""
     return lambda: committed_records(settings) >= target or worker.process.poll() is not None
+
+
+KILLS_MID_STREAM = 6  # kills that land while the worker still has input to process (the issue asks for 5)
+SLICES = 8  # the input is published in slices, one before each of the first runs, so that every run has work
 
 
 def test_a_worker_killed_at_random_points_ends_where_the_replay_ends(
@@ -39,31 +40,49 @@ def test_a_worker_killed_at_random_points_ends_where_the_replay_ends(
     assert len(lines) >= 20_000
     env = engine_env(bootstrap, PARTITIONS, **FAST_FAILOVER)
     settings = settings_of(env)
-    publish_lines(env, lines)
+    size = -(-len(lines) // SLICES)
+    slices = [lines[start : start + size] for start in range(0, len(lines), size)]  # in time order: see shop()
+    published = 0
     rng = random.Random(2026)
     kills: list[dict[str, Any]] = []
     began = time.monotonic()
-    for run in range(6):
-        # the same data directory each time (RocksDB kept, as after a crash), but a new one from the fourth run
-        # on: then the table is rebuilt from its changelog alone
+    run = 0
+    while sum(kill["mid_stream"] for kill in kills) < KILLS_MID_STREAM:
+        assert run < 3 * KILLS_MID_STREAM, f"only {len(kills)} kills landed mid-stream: {kills}"
+        if slices and (run == 0 or committed_records(settings) >= published - size // 2):
+            publish_lines(env, slices.pop(0))  # published while no worker runs: see RELIABILITY.md
+            published = len(lines) - sum(len(part) for part in slices)
+        # the same data directory for the first runs (RocksDB kept, as after a crash), then a new one: the table
+        # is then rebuilt from its changelog alone
         worker = start_worker(env, tmp_path, index=1 if run < 3 else 2)
         started, before = time.monotonic(), committed_records(settings)
-        if rng.random() < 0.3 or before > len(lines) - 4000:
-            time.sleep(rng.uniform(0.5, 8.0))  # anywhere: start-up, restore, joining the group, processing
-        else:
-            target = before + rng.randint(1000, 3500)
-            wait_until(progressed(settings, target, worker), 120, f"{target} records committed", 0.2)
-            time.sleep(rng.uniform(0.0, 1.0))  # between two commits
-        alive(worker)
-        worker.kill()
-        kills.append({"after_seconds": round(time.monotonic() - started, 1), "committed_before": before,
-                      "committed_at_kill": committed_records(settings)})  # fmt: skip
+        try:
+            if rng.random() < 0.3:
+                time.sleep(rng.uniform(0.5, 8.0))  # anywhere: start-up, restore, joining the group, processing
+            else:
+                target = min(published, before + rng.randint(300, 1500))
+                wait_until(progressed(settings, target, worker), 120, f"{target} records committed", 0.2)
+                time.sleep(rng.uniform(0.0, 1.0))  # between two commits
+            alive(worker)
+        finally:
+            worker.kill()
+        at_kill = committed_records(settings)
+        kills.append({"after_seconds": round(time.monotonic() - started, 1), "published": published,
+                      "committed_before": before, "committed_at_kill": at_kill,
+                      "mid_stream": at_kill < published})  # fmt: skip
+        run += 1
+    for part in slices:
+        publish_lines(env, part)
     worker = start_worker(env, tmp_path, index=2)
     try:
         wait_for_states(bootstrap, env, reference.states, 300)
         alive(worker)
+        pages = [worker.get(path)[1] for path in ("/metrics", "/health", "/ready")]
     finally:
         assert worker.stop() == 0, worker.tail()
+    # no customer id (c- and seven digits in this shop) on the operations pages or in any worker's log
+    for text in [*pages, *(path.read_bytes() for path in tmp_path.glob("worker-*.log"))]:
+        assert not re.search(rb"c-[0-9]{7}", text), re.search(rb".{0,200}c-[0-9]{7}.{0,200}", text)
     figures = published_once_each(bootstrap, env, reference)
     assert committed_records(settings) == len(lines)
     report(events=len(lines), customers=len(reference.states), kills=kills, seconds=round(time.monotonic() - began),

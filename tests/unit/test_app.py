@@ -35,7 +35,10 @@ def test_app_follows_the_settings(tmp_path: Path) -> None:
     assert conf.processing_guarantee.value == "at_least_once"
     assert set(topology.inbound.topics) == {"shop.purchases", "feedback", "customers"}
     assert topology.customers.partitions == 6
-    assert topology.customers.changelog_topic.get_topic_name() == "shop-loyalty-customers-changelog"
+    changelog = topology.customers.changelog_topic
+    assert changelog.get_topic_name() == "shop-loyalty-customers-changelog" == settings.changelog_topic
+    # an erased customer's earlier states leave the changelog within the configured delay (a day by default)
+    assert changelog.config == {"max.compaction.lag.ms": "86400000", "delete.retention.ms": "86400000"}
 
 
 def test_plaintext_has_no_credentials() -> None:

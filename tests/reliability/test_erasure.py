@@ -1,0 +1,86 @@
+"""Erasure leaves no trace: the customer leaves the table at once, their earlier states and then their tombstone
+leave the changelog within ESCALERA_ERASURE_MAX_DELAY_SECONDS, the worker's local table files lose them within
+seconds, and the worker's /metrics, /health and log never held their id."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.integration.engine_harness import (
+    engine_env,
+    publish_lines,
+    read_all,
+    settings_of,
+    start_worker,
+    table_states,
+    wait_until,
+)
+
+T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+ERASED = "erase-me-7f3a9c"  # distinctive: searched for byte by byte
+OTHER = "stays-1"
+
+
+def line(event_type: str, event_id: str, customer: str, day: int, **fields: Any) -> bytes:
+    moment = (T0 + timedelta(days=day)).isoformat().replace("+00:00", "Z")
+    event = {"type": event_type, "event_id": event_id, "customer_id": customer, "occurred_at": moment}
+    return orjson.dumps({**event, "schema_version": 1, **fields})
+
+
+def files_naming(directory: Path, text: str) -> list[str]:
+    """The files under `directory` whose bytes contain `text`."""
+    needle = text.encode()
+    return [str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()
+            and needle in path.read_bytes()]  # fmt: skip
+
+
+def test_an_erased_customer_leaves_no_trace(bootstrap: str, tmp_path: Path, report: Callable[..., None]) -> None:
+    env = engine_env(bootstrap, 1, ESCALERA_ERASURE_MAX_DELAY_SECONDS="2")
+    changelog = settings_of(env).changelog_topic
+    publish_lines(env, [
+        line("customer.registered", "e-1", ERASED, 0, kind="final", referred_by=OTHER,
+             traits={"has_need": True, "can_afford": True, "can_decide": True}),
+        line("purchase.completed", "e-2", ERASED, 1, order_id="o-2", amount="59.90", currency="EUR"),
+        line("feedback.received", "e-3", ERASED, 2, channel="survey", nps=3, complaint=True, formal=True),
+        line("customer.registered", "e-4", OTHER, 0, kind="final"),
+    ])  # fmt: skip
+    worker = start_worker(env, tmp_path)
+    try:
+        wait_until(lambda: ERASED in table_states(bootstrap, env), 120, "the customer's state is in the table")
+        data = tmp_path / "worker-1"
+        assert files_naming(data, ERASED)  # the search below can find them: their state is on disk now
+        publish_lines(env, [line("customer.erasure_requested", "e-5", ERASED, 3)])
+        erased = time.monotonic()
+        wait_until(lambda: ERASED not in table_states(bootstrap, env), 60, "the customer gone from the table")
+        day = 3
+
+        def changelog_clean() -> bool:
+            # another customer's events keep the changelog moving: Kafka rolls a compacted log's segment (and
+            # its cleaner compacts it) only as records arrive
+            nonlocal day
+            day += 1
+            publish_lines(env, [line("customer.interest_shown", f"e-{10 + day}", OTHER, day, signal="visit")])
+            records = read_all(bootstrap, changelog, quiet=1.0)
+            return not [r for r in records if ERASED.encode() in (r[0] or b"") + (r[1] or b"")]
+
+        # the cleaner looks for work every second on the test broker; 2 s of delay, then a pass, then the
+        # tombstone's own 2 s and another pass
+        wait_until(changelog_clean, 240, "no record of the customer left in the changelog (tombstone included)", 2)
+        changelog_seconds = time.monotonic() - erased
+        wait_until(lambda: not files_naming(data, ERASED), 60, f"no local file names the customer: {data}", 1)
+        local_seconds = time.monotonic() - erased
+        for path in ("/metrics", "/health", "/ready"):
+            status, body = worker.get(path)
+            assert status == 200 and ERASED.encode() not in body and OTHER.encode() not in body, path
+        assert worker.get(f"/customers/{ERASED}")[0] == 404
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    assert ERASED not in worker.log.read_text(errors="replace")  # the log never named them
+    report(changelog_clean_after_seconds=round(changelog_seconds, 1), local_files_clean_after_seconds=round(
+        local_seconds, 1), max_delay_seconds=2)  # fmt: skip
