@@ -252,9 +252,8 @@ class Engine:
 
     @staticmethod
     def _send(topic: Any, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-        """Queue a record for Faust's producer, which is flushed before offsets are committed. (Sending straight
-        to the Kafka client and awaiting delivery before acknowledging saved nothing measurable, and stalled a
-        restarted worker's stream in tests/integration/test_worker.py.)"""
+        """Queue a record for Faust's producer, which is flushed before offsets are committed (and, for a batch's
+        decisions, before its states are written: see `handle`)."""
         topic.send_soon(key=key, value=value, partition=partition)
 
     def _release(self, stream: Any) -> list[Any]:
