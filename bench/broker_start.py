@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.local_kafka import start_broker
-from engine.local_kafka.jars import broker_jars
+from engine.broker.local import start_broker
+from engine.broker.local.jars import broker_jars
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from faust.worker import Worker
 
-from engine.app import create_app
 from engine.settings import load_settings
+from engine.stream.app import create_app
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 import orjson
 
 from engine.loyalty import DEFAULT_POLICY
-from engine.replay_output import replay_file
-from engine.simulation import SimulationSpec, write
+from engine.offline.outputs import replay_file
+from engine.offline.simulation import SimulationSpec, write
 from schemas.decoder import DecodeLimits, Rejection, decode
 
 

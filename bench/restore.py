@@ -32,13 +32,13 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from stream import start_worker  # bench/stream.py: this script's folder is on the import path
 
-from engine.local_kafka import start_broker
+from engine.broker.local import start_broker
+from engine.broker.publish import route
+from engine.broker.topics import TopicSpec, ensure_topics
 from engine.loyalty import load_policy
-from engine.publish import route
-from engine.replay import Replay
+from engine.offline.replay import Replay
+from engine.offline.simulation import SimulationSpec, simulate
 from engine.settings import Settings, load_settings
-from engine.simulation import SimulationSpec, simulate
-from engine.topics import TopicSpec, ensure_topics
 from schemas.decoder import DecodeLimits
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,12 +34,12 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from engine.local_kafka import free_port, start_broker
-from engine.publish import publish, route
-from engine.readback import committed_records
+from engine.broker.local import free_port, start_broker
+from engine.broker.publish import publish, route
+from engine.broker.readback import committed_records
+from engine.broker.topics import TopicSpec, ensure_topics
+from engine.offline.simulation import SimulationSpec, simulate
 from engine.settings import Settings, load_settings
-from engine.simulation import SimulationSpec, simulate
-from engine.topics import TopicSpec, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

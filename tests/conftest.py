@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.local_kafka import LocalKafka, start_broker
+from engine.broker.local import LocalKafka, start_broker
 
 
 @pytest.fixture(scope="session")

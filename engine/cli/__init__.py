@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from engine.cli import contracts, core, explain, kafka, stream
+from engine.cli import broker, contracts, core, explain, stream
 from engine.errors import EscaleraError
 from engine.settings import load_settings
 
@@ -26,7 +26,7 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = load_settings()
 
 
-for module in (kafka, contracts, core, stream, explain):
+for module in (broker, contracts, core, stream, explain):
     module.register(app)
 
 

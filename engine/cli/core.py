@@ -11,8 +11,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from engine.errors import EscaleraError
 from engine.loyalty import load_policy
+from engine.offline.simulation import DEFAULT_END, SimulationSpec, write
 from engine.settings import Settings
-from engine.simulation import DEFAULT_END, SimulationSpec, write
 
 policy_app = typer.Typer(help="The loyalty policy (every number of the rules).", no_args_is_help=True)
 
@@ -69,7 +69,7 @@ def replay(
     as_of: str | None = typer.Option(None, help="Final sweep time (default: the latest occurred_at in the file)."),
 ) -> None:
     """Run the loyalty core over an event file in file order, with event time as the clock."""
-    from engine.replay_output import replay_file
+    from engine.offline.outputs import replay_file
     from schemas.decoder import DecodeLimits
 
     settings: Settings = ctx.obj

@@ -8,10 +8,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine.broker_check import check_broker
-from engine.publish import publish, read_lines
+from engine.broker.check import check_broker
+from engine.broker.publish import publish
+from engine.broker.topics import ensure_topics
+from engine.offline.lines import read_lines
 from engine.settings import Settings
-from engine.topics import ensure_topics
 
 
 def register(app: typer.Typer) -> None:
@@ -60,10 +61,10 @@ def worker_command(
     """
     from faust.worker import Worker
 
-    from engine.local_state import mark_clean_stop, open_local_state
-    from engine.logs import logging_config
     from engine.loyalty import load_policy
-    from engine.worker import build_worker
+    from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
+    from engine.stream.logs import logging_config
+    from engine.stream.processor import build_worker
 
     settings: Settings = ctx.obj
     check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
@@ -92,7 +93,7 @@ def demo_command(
     out: Path = typer.Option(Path("escalera-demo"), file_okay=False, help="Where the outputs go."),
 ) -> None:
     """Start a local Kafka and a streaming worker, publish a simulated shop, and watch customers climb the ladder."""
-    from engine.demo import DemoSpec, run_demo
+    from engine.cli.demo import DemoSpec, run_demo
 
     spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
     where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))

@@ -1,7 +1,7 @@
 """The pure loyalty core: ladder, classifications and perks. It imports neither Faust nor Kafka, does no
 I/O and never reads the wall clock: time is always an argument."""
 
-from engine.loyalty.evolve import advance, boundary_after, day_start, evolve, next_due, pass_time, sweep
+from engine.loyalty.evolve import boundary_after, day_start, evolve, evolve_in_place, next_due, sweep, sweep_in_place
 from engine.loyalty.outcome import Decision, Outcome, ReferralCredited
 from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
@@ -18,12 +18,12 @@ __all__ = [
     "Population",
     "ReferralCredited",
     "SuppressedPerk",
-    "advance",
     "boundary_after",
     "day_start",
     "evolve",
+    "evolve_in_place",
     "load_policy",
     "next_due",
-    "pass_time",
     "sweep",
+    "sweep_in_place",
 ]

@@ -22,10 +22,10 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
     A repeated event id changes nothing. Time-driven changes due before the event are caught up first,
     each at its own day boundary, so the result does not depend on how often sweeps ran.
     """
-    return advance(None if state is None else state.copy(), event, policy)
+    return evolve_in_place(None if state is None else state.copy(), event, policy)
 
 
-def advance(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
+def evolve_in_place(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
     """`evolve` for the owner of the state (the replay, a worker): `state` itself becomes the next state."""
     if isinstance(event, ErasureRequested):
         return Outcome(None)  # the whole state goes: nothing about the customer is kept
@@ -54,10 +54,12 @@ def advance(state: CustomerState | None, event: InboundEvent | ReferralCredited,
 
 def sweep(state: CustomerState, now: datetime, policy: Policy, population: Population | None = None) -> Outcome:
     """What the passage of time up to `now` causes; with a population, volume is classified too."""
-    return pass_time(state.copy(), now, policy, population)
+    return sweep_in_place(state.copy(), now, policy, population)
 
 
-def pass_time(state: CustomerState, now: datetime, policy: Policy, population: Population | None = None) -> Outcome:
+def sweep_in_place(
+    state: CustomerState, now: datetime, policy: Policy, population: Population | None = None
+) -> Outcome:
     """`sweep` for the owner of the state: `state` itself becomes the next state."""
     out = Recorder()
     _catch_up(state, now, policy, out)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.loyalty import DEFAULT_POLICY
-from engine.replay import Replay
+from engine.offline.replay import Replay
 from schemas.decoder import DecodeLimits
 
 

@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from engine.broker.local import start_broker
 from engine.errors import LocalKafkaError
-from engine.local_kafka import start_broker
 
 pytestmark = pytest.mark.e2e
 

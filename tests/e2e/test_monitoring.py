@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from engine.local_kafka import free_port
+from engine.broker.local import free_port
 from engine.loyalty import CustomerState
-from engine.simulation import SimulationSpec, simulate
+from engine.offline.simulation import SimulationSpec, simulate
 from tests.grafana_dashboard import dashboard_queries
 from tests.integration.engine_harness import (
     WorkerProcess,

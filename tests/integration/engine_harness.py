@@ -20,13 +20,13 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
-from engine import readback
-from engine.local_kafka import free_port
+from engine.broker import readback
+from engine.broker.local import free_port
+from engine.broker.publish import publish
+from engine.broker.topics import ensure_topics
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Decision
-from engine.publish import publish
-from engine.replay import Replay
+from engine.offline.replay import Replay
 from engine.settings import Settings, load_settings
-from engine.topics import ensure_topics
 from schemas.decoder import DecodeLimits
 from schemas.events import EventRejected
 
@@ -136,7 +136,7 @@ def read_all(bootstrap: str, topic: str, quiet: float = 2.0) -> list[tuple[bytes
 
 
 def table_states(bootstrap: str, env: dict[str, str]) -> dict[str, CustomerState]:
-    """The customer table as its changelog holds it (see `engine.readback`); `env` names the broker too."""
+    """The customer table as its changelog holds it (see `engine.broker.readback`); `env` names the broker too."""
     return readback.table_states(settings_of(env), quiet_seconds=1.5)
 
 

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
-from engine.local_kafka import LocalKafka
+from engine.broker.local import LocalKafka
 
 pytestmark = pytest.mark.integration
 

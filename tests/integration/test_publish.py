@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from engine.broker.topics import TopicMismatchError, ensure_topics, loyalty_topics
 from engine.settings import Settings, load_settings
-from engine.topics import TopicMismatchError, ensure_topics, loyalty_topics
 
 
 def isolated_env(bootstrap: str, partitions: int = 3) -> dict[str, str]:

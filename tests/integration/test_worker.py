@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.loyalty import DEFAULT_POLICY
 from engine.loyalty.view import view
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
-from engine.simulation import SimulationSpec, simulate
-from engine.worker import partition_of
+from engine.offline.simulation import SimulationSpec, simulate
+from engine.stream.processor import partition_of
 from tests.integration.engine_harness import (
     Reference,
     WorkerProcess,

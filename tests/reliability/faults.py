@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from engine.simulation import SimulationSpec, simulate
+from engine.offline.simulation import SimulationSpec, simulate
 from tests.integration.engine_harness import Reference, WorkerProcess, read_all, replay_of
 
 PARTITIONS = 4

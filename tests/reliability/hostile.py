@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import orjson
 
-from engine.simulation import SimulationSpec, simulate
+from engine.offline.simulation import SimulationSpec, simulate
 
 SEED = 20260704
 SHOP_CUSTOMERS = 300

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.readback import committed_records
+from engine.broker.readback import committed_records
 from engine.settings import Settings
 from tests.integration.engine_harness import (
     WorkerProcess,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
-from engine.local_kafka import free_port, start_broker
-from engine.readback import committed_records
+from engine.broker.local import free_port, start_broker
+from engine.broker.readback import committed_records
 from tests.integration.engine_harness import (
     WorkerProcess,
     engine_env,

@@ -20,9 +20,9 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.publish import route
+from engine.broker.publish import route
+from engine.broker.topics import ensure_topics
 from engine.settings import Settings
-from engine.topics import ensure_topics
 from schemas.decoder import MAX_PAYLOAD_CHARS
 from tests.integration.engine_harness import (
     WorkerProcess,

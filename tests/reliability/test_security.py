@@ -21,18 +21,18 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from engine.app import broker_credentials
-from engine.broker_check import (
+from engine.broker.check import (
     BrokerProtocolError,
     BrokerTrustError,
     BrokerUnreachableError,
     check_broker,
 )
+from engine.broker.local import free_port
+from engine.broker.local.security import generate_security
 from engine.errors import SettingsError
-from engine.local_kafka import free_port
-from engine.local_kafka.security import generate_security
+from engine.offline.simulation import SimulationSpec, simulate
 from engine.settings import load_settings
-from engine.simulation import SimulationSpec, simulate
+from engine.stream.app import broker_credentials
 from tests.integration.engine_harness import (
     engine_env,
     replay_of,
@@ -180,7 +180,7 @@ def test_publish_and_a_worker_over_sasl_ssl_end_where_the_replay_ends(
     assert published.stdout.startswith(f"published {len(lines)} records"), published.stdout
     began = time.monotonic()
     with running_workers(env, tmp_path) as workers:
-        wait_for_states(secured.bootstrap, env, reference.states, 180)  # engine.readback, with the env's credentials
+        wait_for_states(secured.bootstrap, env, reference.states, 180)  # readback, with the credentials
         caught_up = time.monotonic() - began
     perks = read_secured(env, env["ESCALERA_TOPIC_PERKS"])
     assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.ack_order import AckOrder
-from engine.delivery import DeliveryCount
+from engine.stream.faust_fixes.ack_order import AckOrder
+from engine.stream.faust_fixes.delivery import DeliveryCount
 
 
 def record(topic: str, partition: int, offset: int) -> Any:

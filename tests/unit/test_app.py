@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
-from engine.app import broker_credentials, create_app
 from engine.errors import SettingsError
 from engine.settings import load_settings
+from engine.stream.app import broker_credentials, create_app
 
 
 def test_app_follows_the_settings(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """`escalera topics` (the compose stack's one-shot set-up) lists every topic, and fails with a message, not a trace.
 
-The topics are created for real on the broker by the integration tests (engine.topics.ensure_topics); here the
+The topics are created for real on the broker by the integration tests (engine.broker.topics.ensure_topics); here the
 command's own part: what it prints, and its exit code when the brokers cannot be reached.
 """
 
@@ -12,10 +12,10 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from typer.testing import CliRunner
 
-import engine.cli.kafka as kafka_cli
+import engine.cli.broker as kafka_cli
+from engine.broker.topics import loyalty_topics
 from engine.cli import app, main
 from engine.settings import Settings
-from engine.topics import loyalty_topics
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 from faust.types import TP
 
-import engine.continuity
-from engine.continuity import Continuity
+import engine.stream.faust_fixes.continuity
+from engine.stream.faust_fixes.continuity import Continuity
 
 TOPIC = TP("purchases", 0)
 
@@ -67,7 +67,7 @@ def test_offsets_that_never_come_are_taken_as_a_marker_or_as_gone_after_enough_s
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr(engine.continuity.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(engine.stream.faust_fixes.continuity.time, "monotonic", lambda: clock[0])
     consumer = FakeConsumer()
     continuity = Continuity(consumer)
     continuity.start(TOPIC, 0)
@@ -100,14 +100,14 @@ def test_partitions_given_away_are_forgotten() -> None:
 
 def test_an_input_with_records_left_that_hands_none_over_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr(engine.continuity.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(engine.stream.faust_fixes.continuity.time, "monotonic", lambda: clock[0])
     consumer = FakeConsumer()
     continuity = Continuity(consumer)
     continuity.start(TOPIC, 7)
-    clock[0] += engine.continuity.STALL_SECONDS / 2
+    clock[0] += engine.stream.faust_fixes.continuity.STALL_SECONDS / 2
     continuity.waiting(TOPIC, 7)
     assert not continuity.stalled  # not for long yet
-    clock[0] += engine.continuity.STALL_SECONDS
+    clock[0] += engine.stream.faust_fixes.continuity.STALL_SECONDS
     continuity.waiting(TOPIC, 7)
     asyncio.run(continuity.read_again())
     assert consumer.seeks == [(TOPIC, 7)]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.broker.local import free_port, jars
 from engine.errors import LocalKafkaError
-from engine.local_kafka import free_port, jars
 
 pytestmark = pytest.mark.unit
 

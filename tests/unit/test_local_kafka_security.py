@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from engine.cli.kafka import _client_exports
-from engine.local_kafka import broker
-from engine.local_kafka.security import generate_security, prepare_security
+from engine.broker.local import broker
+from engine.broker.local.security import generate_security, prepare_security
+from engine.cli.broker import _client_exports
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.local_state import mark_clean_stop, open_local_state
+from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
 
 
 def test_tables_survive_a_clean_stop_and_not_a_crash(tmp_path: Path) -> None:

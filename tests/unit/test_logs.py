@@ -10,8 +10,8 @@ from datetime import datetime
 import orjson
 import pytest
 
-from engine.logs import logging_config
 from engine.settings import load_settings
+from engine.stream.logs import logging_config
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
 
-from engine.loyalty import advance, load_policy
-from engine.metrics import CustomersCollector, WorkerMetrics
+from engine.loyalty import evolve_in_place, load_policy
+from engine.stream.metrics import CustomersCollector, WorkerMetrics
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import StepChanged
 
@@ -25,7 +25,7 @@ def test_a_first_purchase_counts_its_step_change_classifications_and_welcome_off
     metrics = WorkerMetrics(registry)
     event = decode(FIRST_PURCHASE, now=datetime.now(UTC), limits=DecodeLimits(currencies=POLICY.currencies))
     assert not isinstance(event, Rejection)
-    outcome = advance(None, event, POLICY)
+    outcome = evolve_in_place(None, event, POLICY)
     metrics.decided(outcome)
     value = registry.get_sample_value
     step = next(d for d in outcome.emitted if isinstance(d, StepChanged))

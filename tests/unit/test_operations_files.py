@@ -18,7 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from engine.loyalty import load_policy
-from engine.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
+from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
 from tests.grafana_dashboard import dashboard_queries, graphs, panels
 
 pytestmark = pytest.mark.unit

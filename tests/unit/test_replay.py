@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.loyalty import DEFAULT_POLICY, Decision
-from engine.replay import Replay
-from engine.simulation import SimulationSpec, simulate
+from engine.offline.replay import Replay
+from engine.offline.simulation import SimulationSpec, simulate
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from engine.stream_clock import StreamClock, day_start
+from engine.stream.clock import StreamClock, day_start
 
 
 def at(text: str) -> datetime:

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.due_calendar import DueCalendar
-from engine.event_order import EventTimeMerge
 from engine.loyalty import CustomerState, Population
 from engine.loyalty.classifications import volume
-from engine.population_board import PartitionSummary, PopulationBoard
-from engine.worker import _Partition
+from engine.loyalty.due import DueCalendar
+from engine.stream.merge import EventTimeMerge
+from engine.stream.population import PartitionSummary, PopulationBoard
+from engine.stream.processor import _Partition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

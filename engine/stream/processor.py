@@ -1,7 +1,7 @@
 """The streaming engine: one Faust agent that decodes, orders by event time, applies the core and publishes.
 
 Per batch: decode each record (bad ones go to the dead-letter topic), queue it in its partition's event-time
-merge, then for every event the merge releases: load the customer's state, run the pure core (`advance`),
+merge, then for every event the merge releases: load the customer's state, run the pure core (`evolve_in_place`),
 keep the state, publish the decisions. States are written to the table once per batch, after the batch's
 decisions are delivered (so a crash never keeps a state whose perks were lost), and records are
 acknowledged only after their effects are queued for sending: Faust flushes the producer before it commits
@@ -32,21 +32,21 @@ from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry, ProcessCollector
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from engine.ack_order import AckOrder
-from engine.app import Topology, aiokafka_options, create_app
-from engine.continuity import Continuity
-from engine.delivery import deliver_before_commit
-from engine.due_calendar import DueCalendar
-from engine.erasure import LocalPurge
 from engine.errors import NotOwnedHere
-from engine.event_order import EventTimeMerge
-from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, advance, pass_time
+from engine.loyalty import CustomerState, Outcome, Policy, Population, ReferralCredited, evolve_in_place, sweep_in_place
+from engine.loyalty.due import DueCalendar
 from engine.loyalty.figures import figures
-from engine.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
-from engine.operations import serve_operations
-from engine.population_board import PartitionSummary, PopulationBoard
 from engine.settings import Settings
-from engine.stream_clock import StreamClock
+from engine.stream.app import Topology, aiokafka_options, create_app
+from engine.stream.clock import StreamClock
+from engine.stream.erasure import LocalPurge
+from engine.stream.faust_fixes.ack_order import AckOrder
+from engine.stream.faust_fixes.continuity import Continuity
+from engine.stream.faust_fixes.delivery import deliver_before_commit
+from engine.stream.merge import EventTimeMerge
+from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
+from engine.stream.population import PartitionSummary, PopulationBoard
+from engine.stream.web import serve_operations
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import InboundEvent, RejectionSource
@@ -346,7 +346,7 @@ class Engine:
         customer_id = decoded.customer_id
         state = self._load(customer_id)
         due_before = None if state is None else state.due
-        outcome = advance(state, decoded, self.policy)
+        outcome = evolve_in_place(state, decoded, self.policy)
         self._record(event, partition, customer_id, outcome, due_before)
         self.tally.applied += 1
         if consumed:
@@ -452,7 +452,7 @@ class Engine:
                 owned.calendar.add(state.due, customer_id)
                 continue
             due = state.due
-            self._record(event, partition, customer_id, pass_time(state, until, self.policy), due)
+            self._record(event, partition, customer_id, sweep_in_place(state, until, self.policy), due)
             self.tally.sweeps += 1
 
     def _tick(self, stream: Any, event: Any, partition: int) -> None:
@@ -502,7 +502,7 @@ class Engine:
             if state is None:
                 continue
             clock, due = state.clock, state.due
-            outcome = pass_time(state, moment, self.policy, population)
+            outcome = sweep_in_place(state, moment, self.policy, population)
             if outcome.emitted or state.clock != clock or state.due != due:  # else nothing to write
                 self._record(event, partition, customer_id, outcome, due)
         owned.population = population

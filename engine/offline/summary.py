@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.loyalty import CustomerState, Policy
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
-from engine.replay import Tally
+from engine.offline.replay import Tally
 from schemas.events import STEPS
 
 DIMENSIONS = ("activity", "frequency", "volume", "satisfaction", "influence", "relationship", "kind", "risk")

@@ -6,7 +6,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -62,13 +61,6 @@ def route(line: bytes, settings: Settings) -> Route:
     if isinstance(kind, str) and kind.startswith("feedback."):
         return Route(settings.topic_feedback, key)
     return Route(settings.topic_customers, key)
-
-
-def read_lines(path: Path) -> Iterator[bytes]:
-    """The file's lines as bytes, without their line ending, streamed rather than loaded."""
-    with path.open("rb") as handle:
-        for line in handle:
-            yield line.rstrip(b"\r\n")
 
 
 def publish(

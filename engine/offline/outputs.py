@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
-from engine.funnel import draw_funnel
 from engine.loyalty import Decision, Policy
 from engine.loyalty.view import view
-from engine.publish import read_lines
-from engine.replay import Replay
-from engine.report import summary
+from engine.offline.funnel import draw_funnel
+from engine.offline.lines import read_lines
+from engine.offline.replay import Replay
+from engine.offline.summary import summary
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
 from schemas.events import EventRejected

@@ -18,10 +18,10 @@ _INSTALL_HINT = "install it (Debian/Ubuntu: `apt-get install {package}`; macOS: 
 
 def deploy_dir() -> Path:
     """The launcher files (pom.xml, server.properties, log4j2.yaml): in the wheel, or in the source tree."""
-    packaged = Path(__file__).resolve().parent.parent / "_deploy" / "kafka"
+    packaged = Path(__file__).resolve().parents[2] / "_deploy" / "kafka"
     if packaged.is_dir():
         return packaged
-    source = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+    source = Path(__file__).resolve().parents[3] / "deploy" / "kafka"
     if source.is_dir():
         return source
     raise LocalKafkaError(f"the local Kafka files are missing (looked in {packaged} and {source})")

@@ -15,7 +15,7 @@ from engine.loyalty.view import view
 from schemas.events import Id
 
 if TYPE_CHECKING:
-    from engine.worker import Engine
+    from engine.stream.processor import Engine
 
 CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(Id)
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)

@@ -25,15 +25,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from engine.funnel import draw_funnel
-from engine.local_kafka import free_port, start_broker
+from engine.broker.local import free_port, start_broker
+from engine.broker.publish import publish
+from engine.broker.readback import committed_records, table_states
+from engine.broker.topics import ensure_topics
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
 from engine.loyalty.view import view
-from engine.publish import publish, read_lines
-from engine.readback import committed_records, table_states
+from engine.offline.funnel import draw_funnel
+from engine.offline.lines import read_lines
+from engine.offline.simulation import SimulationSpec, write
 from engine.settings import Settings
-from engine.simulation import SimulationSpec, write
-from engine.topics import ensure_topics
 from schemas.events import STEPS
 
 QUIET_SECONDS = 4.0  # once the worker has read everything, outputs this long unchanged mean it is done

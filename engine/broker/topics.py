@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.erasure import changelog_config
 from engine.errors import EscaleraError
 from engine.settings import Settings
+from engine.stream.erasure import changelog_config
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 

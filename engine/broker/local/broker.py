@@ -20,9 +20,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from engine.broker.local.jars import broker_jars, deploy_dir, require_java
+from engine.broker.local.security import BrokerSecurity
 from engine.errors import LocalKafkaError
-from engine.local_kafka.jars import broker_jars, deploy_dir, require_java
-from engine.local_kafka.security import BrokerSecurity
 
 READY_TIMEOUT_SECONDS = 90.0
 HEAP = "512m"
@@ -207,7 +207,7 @@ def _security_properties(security: BrokerSecurity) -> str:
         f"listener.name.sasl_ssl.ssl.keystore.location={security.keystore_file}",
         "listener.name.sasl_ssl.ssl.client.auth=none",
     ]
-    return "\n".join(["", "# SASL_SSL for clients (engine/local_kafka/security.py made the files).", *lines, ""])
+    return "\n".join(["", "# SASL_SSL for clients (engine/broker/local/security.py made the files).", *lines, ""])
 
 
 def _scram_argument(security: BrokerSecurity, iterations: int = 4096) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 
-from engine.due_calendar import DueCalendar
 from engine.loyalty import (
     CustomerState,
     Decision,
@@ -18,10 +17,11 @@ from engine.loyalty import (
     Policy,
     Population,
     ReferralCredited,
-    advance,
     day_start,
-    pass_time,
+    evolve_in_place,
+    sweep_in_place,
 )
+from engine.loyalty.due import DueCalendar
 from engine.loyalty.figures import figures
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
@@ -87,7 +87,7 @@ class Replay:
         spends = (figures(state, state.clock, self.policy).window_spend for state in self.states.values())
         population = Population.compute(spends, self.policy.classification.high_volume_share)
         for customer_id in sorted(self.states):
-            self._record(customer_id, pass_time(self.states[customer_id], moment, self.policy, population), None)
+            self._record(customer_id, sweep_in_place(self.states[customer_id], moment, self.policy, population), None)
         return population
 
     def snapshot(self) -> bytes:
@@ -116,7 +116,7 @@ class Replay:
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
         state = self.states.get(event.customer_id)
         due = None if state is None else state.due
-        outcome = advance(state, event, self.policy)  # the replay owns its states: changed in place
+        outcome = evolve_in_place(state, event, self.policy)  # the replay owns its states: changed in place
         self._record(event.customer_id, outcome, due)
         for credit in outcome.referrals:
             self._apply(credit)  # the referrer's state is right here: credit it directly
@@ -132,7 +132,7 @@ class Replay:
             if actual > until:
                 self.due.add(actual, customer_id)
                 continue
-            self._record(customer_id, pass_time(state, until, self.policy), actual)
+            self._record(customer_id, sweep_in_place(state, until, self.policy), actual)
 
     def _record(self, customer_id: str, outcome: Outcome, due_before: datetime | None) -> None:
         """Count and pass on what an outcome decided; queue the customer again when their due moment moved."""

@@ -10,11 +10,11 @@ from types import FrameType
 
 import typer
 
+from engine.broker.local import start_broker
+from engine.broker.local.security import BrokerSecurity, prepare_security
+from engine.broker.topics import ensure_topics, loyalty_topics
 from engine.errors import EscaleraError
-from engine.local_kafka import start_broker
-from engine.local_kafka.security import BrokerSecurity, prepare_security
 from engine.settings import Settings
-from engine.topics import ensure_topics, loyalty_topics
 
 
 class _StopRequested(Exception):

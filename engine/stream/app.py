@@ -9,9 +9,9 @@ from typing import Any
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
-from engine.broker_check import connection_options
-from engine.erasure import changelog_config
+from engine.broker.check import connection_options
 from engine.settings import Settings
+from engine.stream.erasure import changelog_config
 
 
 def broker_credentials(settings: Settings) -> Any:
