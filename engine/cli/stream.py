@@ -64,7 +64,7 @@ def worker_command(
     from engine.loyalty import load_policy
     from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
     from engine.stream.logs import logging_config
-    from engine.stream.processor import build_worker
+    from engine.stream.worker import build_worker
 
     settings: Settings = ctx.obj
     check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message

@@ -9,7 +9,6 @@ from typing import Any
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
-from engine.broker.check import connection_options
 from engine.settings import Settings
 from engine.stream.erasure import changelog_config
 
@@ -31,11 +30,6 @@ def broker_credentials(settings: Settings) -> Any:
     if context is not None:
         return SSLCredentials(context)
     return None
-
-
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for a plain aiokafka client (same broker and credentials as the app)."""
-    return {"bootstrap_servers": list(settings.bootstrap_servers), **connection_options(settings)}
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.broker.partitioner import partition_of
 from engine.loyalty import DEFAULT_POLICY
 from engine.loyalty.view import view
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
 from engine.offline.simulation import SimulationSpec, simulate
-from engine.stream.processor import partition_of
 from tests.integration.engine_harness import (
     Reference,
     WorkerProcess,
