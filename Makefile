@@ -12,7 +12,7 @@ NODE_INSTALLED := node_modules/.installed
 PROMTOOL := .tools/promtool
 PROMETHEUS := .tools/prometheus
 
-.PHONY: setup test lint typecheck pytest faults demo kafka clean
+.PHONY: setup test unit integration e2e lint typecheck pytest faults demo kafka clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -53,6 +53,17 @@ pytest: setup
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# One tier at a time (each test's tier is its folder, see tests/conftest.py): `make unit` needs no broker and runs in
+# seconds; integration and e2e start a real local Kafka.
+unit: $(INSTALLED)
+	$(BIN)/pytest -q -m unit
+
+integration: setup
+	$(BIN)/pytest -q -m integration
+
+e2e: setup
+	$(BIN)/pytest -q -m e2e
 
 # The fault tests alone (they run in `make test` too), their figures appended to reliability.jsonl (RELIABILITY.md).
 faults: setup

@@ -27,7 +27,11 @@ def main() -> None:
     out = os.environ["FLOOR_OUTPUT_TOPIC"]
     table = topology.customers
 
-    @app.agent(topology.inbound, concurrency=1, name="floor")
+    inbound = app.topic(
+        *settings.inbound_topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(inbound, concurrency=1, name="floor")
     async def floor(stream: Any) -> None:
         async for events in stream.noack_take(1000, within=0.02):
             sent = []
@@ -48,7 +52,7 @@ def main() -> None:
                 await stream.ack(event)
 
     worker = Worker(app, loglevel="warning", quiet=True)
-    worker.spinner = None  # see engine/cli/stream.py
+    worker.spinner = None  # see engine/stream/worker.py
     worker.execute_from_commandline()
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
+
+if TYPE_CHECKING:
+    from schemas.decoder import DecodeLimits
 
 ENV_PREFIX = "ESCALERA_"
 
@@ -132,20 +136,15 @@ class Settings(BaseSettings):
         """Faust's store URL for the chosen table store."""
         return f"{self.table_store}://"
 
-    def kafka_client_options(self) -> dict[str, Any]:
-        """Connection options shared by kafka-python clients (producers, consumers, admin)."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": list(self.bootstrap_servers),
-            "security_protocol": self.security_protocol,
-        }
-        if self.security_protocol.startswith("SASL"):
-            assert self.sasl_password is not None  # guaranteed by _credentials_for_sasl
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        if self.security_protocol.endswith("SSL") and self.ssl_cafile is not None:
-            options["ssl_cafile"] = str(self.ssl_cafile)
-        return options
+    def decode_limits(self, currencies: frozenset[str]) -> DecodeLimits:
+        """What the decoder accepts under these settings (event size, clock skew), for the given currencies."""
+        from schemas.decoder import DecodeLimits  # here: most commands never decode, and need not load it
+
+        return DecodeLimits(
+            max_bytes=self.max_event_bytes,
+            max_skew=timedelta(seconds=self.max_clock_skew_seconds),
+            currencies=currencies,
+        )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

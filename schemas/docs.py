@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from schemas.events import INBOUND_TYPES, Traits
+from schemas.events import INBOUND_TYPES, CurrencyCode, Traits
 from schemas.export import OUTBOUND_TYPES
 
 TOPICS = {
@@ -61,22 +61,30 @@ def _table(model: type[BaseModel]) -> str:
     rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         prop = schema["properties"].get(name, {})
+        kind = _type_of(prop, currency=_is_currency(field.annotation))
         rows.append(
-            f"| `{name}` | {_type_of(prop)} | {'yes' if name in required else 'no'} | "
+            f"| `{name}` | {kind} | {'yes' if name in required else 'no'} | "
             f"{(field.description or prop.get('description') or '').replace('|', '/')} |"
         )
     return "\n".join(rows)
 
 
-def _type_of(prop: dict[str, Any]) -> str:
+def _is_currency(annotation: Any) -> bool:
+    """Whether a field is declared as `CurrencyCode` (or `CurrencyCode | None`)."""
+    return bool(annotation == CurrencyCode or CurrencyCode in get_args(annotation))
+
+
+def _type_of(prop: dict[str, Any], currency: bool = False) -> str:
     if "const" in prop:
         return f"`{json.dumps(prop['const'])}`"
     if "enum" in prop:
         values = prop["enum"]
-        shown = ", ".join(f"`{v}`" for v in values[:8])
-        return shown + (f", … ({len(values)} ISO 4217 codes)" if len(values) > 8 else "")
+        if currency:  # the ISO 4217 list is long: a few codes, then how many there are
+            shown = ", ".join(f"`{v}`" for v in values[:8])
+            return shown + (f", … ({len(values)} ISO 4217 codes)" if len(values) > 8 else " (ISO 4217 codes)")
+        return ", ".join(f"`{v}`" for v in values)
     if "anyOf" in prop:
-        return " or ".join(_type_of(option) for option in prop["anyOf"])
+        return " or ".join(_type_of(option, currency) for option in prop["anyOf"])
     if "$ref" in prop:
         return "object"
     kind = str(prop.get("type", "any"))

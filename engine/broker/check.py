@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from typing import Any
 
+from engine.broker.connection import aiokafka_security_options
 from engine.errors import EscaleraError
 from engine.settings import ENV_PREFIX, Settings
 
@@ -63,20 +63,6 @@ def check_broker(settings: Settings, timeout: float = DEFAULT_TIMEOUT_SECONDS) -
         loop.close()
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka's security options for the settings: protocol, TLS context, SASL credentials."""
-    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if settings.security_protocol.endswith("SSL"):
-        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
-        options["ssl_context"] = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    if settings.security_protocol.startswith("SASL"):
-        assert settings.sasl_password is not None  # the settings refuse SASL without credentials
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options
-
-
 async def _check(settings: Settings, timeout: float) -> str:
     from aiokafka.conn import create_conn
     from aiokafka.errors import (
@@ -89,7 +75,7 @@ async def _check(settings: Settings, timeout: float) -> str:
     )
     from aiokafka.protocol.metadata import MetadataRequest
 
-    options = connection_options(settings)
+    options = aiokafka_security_options(settings)
     deadline = time.monotonic() + timeout
     last_error = "no attempt"
     while True:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from engine.broker.connection import kafka_python_options
 from engine.errors import EscaleraError
 from engine.settings import Settings
 
@@ -80,7 +81,7 @@ def publish(
         enable_idempotence=True,
         linger_ms=10,
         batch_size=256 * 1024,
-        **settings.kafka_client_options(),
+        **kafka_python_options(settings),
     )
 
     def failed(error: Exception) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.broker.connection import kafka_python_options
 from engine.loyalty import CustomerState
 from engine.settings import Settings
 
@@ -12,7 +13,7 @@ def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, Cu
 
     consumer = KafkaConsumer(
         settings.changelog_topic, auto_offset_reset="earliest", enable_auto_commit=False,
-        consumer_timeout_ms=int(quiet_seconds * 1000), **settings.kafka_client_options(),
+        consumer_timeout_ms=int(quiet_seconds * 1000), **kafka_python_options(settings),
     )  # fmt: skip
     states: dict[str, CustomerState] = {}
     for record in consumer:
@@ -30,7 +31,7 @@ def committed_records(settings: Settings) -> int:
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(**settings.kafka_client_options())
+    admin = KafkaAdminClient(**kafka_python_options(settings))
     try:
         offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
     except KafkaError:

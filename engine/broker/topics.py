@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.broker.connection import kafka_python_options
 from engine.errors import EscaleraError
 from engine.settings import Settings
-from engine.stream.erasure import changelog_config
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -26,6 +26,17 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     config: dict[str, str] = field(default_factory=dict)
+
+
+def changelog_config(settings: Settings) -> dict[str, str]:
+    """The customer table's changelog settings that bound how long an erased customer's states stay in Kafka.
+
+    The table writes a tombstone for an erased customer; Kafka's log cleaner then removes the customer's earlier
+    states within this delay (`max.compaction.lag.ms`), and keeps the tombstone as long (`delete.retention.ms`: long
+    enough for a restoring worker to read it). Used for the topic created here and by the Faust table alike.
+    """
+    delay_ms = str(settings.erasure_max_delay_seconds * 1000)
+    return {"max.compaction.lag.ms": delay_ms, "delete.retention.ms": delay_ms}
 
 
 def loyalty_topics(settings: Settings) -> list[TopicSpec]:
@@ -57,7 +68,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> l
     from kafka.errors import TopicAlreadyExistsError
 
     specs = loyalty_topics(settings) if specs is None else specs
-    admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **settings.kafka_client_options())
+    admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **kafka_python_options(settings))
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from engine.cli import broker, contracts, core, explain, stream
+from engine.cli import broker, contracts, demo, loyalty, offline, stream
 from engine.errors import EscaleraError
 from engine.settings import load_settings
 
@@ -26,8 +26,17 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = load_settings()
 
 
-for module in (broker, contracts, core, stream, explain):
-    module.register(app)
+# One module per wing the commands drive; registered in the order `escalera --help` lists them (groups come last).
+app.command("kafka")(broker.kafka)
+app.command("topics")(broker.topics)
+contracts.register(app)  # validate; schemas export, schemas docs
+app.add_typer(loyalty.policy_app, name="policy")
+app.command("simulate")(offline.simulate)
+app.command("replay")(offline.replay)
+app.command("publish")(broker.publish_command)
+app.command("worker")(stream.worker_command)
+app.command("demo")(demo.demo_command)
+app.command("explain")(stream.explain)
 
 
 def main() -> None:

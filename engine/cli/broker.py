@@ -1,4 +1,5 @@
-"""`escalera kafka`: a local single-node Kafka broker in the foreground; `escalera topics`: create the topics."""
+"""Commands of the Kafka client side: `escalera kafka` (a local single-node broker in the foreground),
+`escalera topics` (create the topics) and `escalera publish` (an event file onto the inbound topics)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from engine.broker.check import check_broker
 from engine.broker.local import start_broker
 from engine.broker.local.security import BrokerSecurity, prepare_security
+from engine.broker.publish import publish
 from engine.broker.topics import ensure_topics, loyalty_topics
 from engine.errors import EscaleraError
+from engine.offline.lines import read_lines
 from engine.settings import Settings
 
 
@@ -23,12 +29,6 @@ class _StopRequested(Exception):
 
 class TopicsUnavailableError(EscaleraError):
     """The brokers could not be reached, or refused to create or describe the topics."""
-
-
-def register(app: typer.Typer) -> None:
-    """Add `escalera kafka` and `escalera topics` to the CLI."""
-    app.command("kafka")(kafka)
-    app.command("topics")(topics)
 
 
 def topics(ctx: typer.Context) -> None:
@@ -97,3 +97,32 @@ def kafka(
     finally:
         broker.stop()
     typer.echo("kafka stopped", err=True)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def publish_command(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines file of events."),
+    rate: float = typer.Option(0.0, help="Records per second (0: as fast as the broker takes them)."),
+    create_topics: bool = typer.Option(True, help="Create missing Escalera topics first."),
+) -> None:
+    """Publish a JSON-lines event file to the inbound topics, keyed by customer_id."""
+    settings: Settings = ctx.obj
+    check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
+    if create_topics:
+        ensure_topics(settings)
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+    ) as progress:
+        task = progress.add_task("publish", total=_count_lines(file))
+        report = publish(read_lines(file), settings, rate=rate, on_sent=lambda n: progress.advance(task, n))
+    per_topic = ", ".join(f"{topic}: {count}" for topic, count in sorted(report.sent.items()))
+    typer.echo(
+        f"published {report.total} records in {report.seconds:.1f} s ({per_topic}); "
+        f"{report.unkeyed} unreadable lines sent unkeyed for the engine to dead-letter"
+    )

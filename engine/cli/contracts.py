@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -12,7 +12,7 @@ import typer
 
 from engine.loyalty.policy import load_policy
 from engine.settings import Settings
-from schemas.decoder import DecodeLimits, Rejection, decode, too_large_message
+from schemas.decoder import Rejection, decode, too_large_message
 
 schemas_app = typer.Typer(help="The JSON Schemas of the event contract.", no_args_is_help=True)
 
@@ -38,11 +38,7 @@ def validate(
         accepted = load_policy(settings.policy_file).currencies
     else:
         accepted = frozenset(c.strip() for c in currencies.split(",") if c.strip())
-    limits = DecodeLimits(
-        max_bytes=settings.max_event_bytes,
-        max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-        currencies=accepted,
-    )
+    limits = settings.decode_limits(accepted)
     now = datetime.now(UTC)
     total = bad = 0
     for number, (line, size) in enumerate(bounded_lines(file, limits.max_bytes), start=1):

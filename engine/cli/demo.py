@@ -20,24 +20,30 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from engine.broker.connection import kafka_python_options
 from engine.broker.local import free_port, start_broker
 from engine.broker.publish import publish
 from engine.broker.readback import committed_records, table_states
 from engine.broker.topics import ensure_topics
-from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
-from engine.loyalty.view import view
-from engine.offline.funnel import draw_funnel
+from engine.errors import EscaleraError
+from engine.loyalty import DEFAULT_POLICY, Policy
 from engine.offline.lines import read_lines
+from engine.offline.outputs import write_customers
 from engine.offline.simulation import SimulationSpec, write
 from engine.settings import Settings
 from schemas.events import STEPS
 
 QUIET_SECONDS = 4.0  # once the worker has read everything, outputs this long unchanged mean it is done
+
+
+class DemoError(EscaleraError):
+    """The demo's streaming worker stopped before the demo was over (its log says why)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,24 @@ class DemoSpec:
     rate: float = 2000.0
     duration: float = 0.0  # 0: until the worker has processed every published event
     out: Path = Path("escalera-demo")
+
+
+def demo_command(
+    ctx: typer.Context,
+    customers: int = typer.Option(500, min=1, help="Customers to simulate."),
+    seed: int = typer.Option(1, help="Simulation seed."),
+    rate: float = typer.Option(2000.0, min=1, help="Events published per second."),
+    duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: when every event is in)."),
+    out: Path = typer.Option(Path("escalera-demo"), file_okay=False, help="Where the outputs go."),
+) -> None:
+    """Start a local Kafka and a streaming worker, publish a simulated shop, and watch customers climb the ladder."""
+    spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
+    where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
+    typer.echo(
+        f"\noutputs in {where}/: customers.jsonl (the worker's table), perks.jsonl, transitions.jsonl, rejected.jsonl "
+        "(its topics), funnel.png, worker.log; `escalera replay events.jsonl --out DIR` gives the same customers "
+        "with a summary"
+    )
 
 
 def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], policy: Policy = DEFAULT_POLICY) -> Path:
@@ -73,18 +97,19 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
         )
         publisher.start()
         try:
-            tally = _watch(local, spec, lines, publisher, worker)
+            received = _watch(local, spec, lines, publisher, worker)
         finally:
             worker.send_signal(signal.SIGTERM)  # a clean stop: what was processed is committed
             worker.wait(60)
         states = table_states(local)
-        _write_customers(states, spec.out, policy)
+        title = f"Escalera ladder from the streaming worker ({len(states)} customers)"
+        write_customers(states, spec.out, policy, title)  # each customer as of their own clock
     finally:
         broker.stop()
     say("")
     say(
-        f"{len(states)} customers, {tally['perks']} perks granted, {tally['transitions']} transitions, "
-        f"{tally['dead_letters']} events dead-lettered (worker exit code {worker.returncode})"
+        f"{len(states)} customers, {received['perks']} perks granted, {received['transitions']} transitions, "
+        f"{received['dead_letters']} events dead-lettered (worker exit code {worker.returncode})"
     )
     return spec.out
 
@@ -105,7 +130,8 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 def _watch(
     settings: Settings, spec: DemoSpec, lines: int, publisher: threading.Thread, worker: subprocess.Popen[bytes]
 ) -> Counter[str]:
-    """Show the ladder live from the outbound topics until the worker is done (or `duration` is over)."""
+    """Show the ladder live from the outbound topics until the worker is done (or `duration` is over); return the
+    records received from each ("perks", "transitions", "dead_letters")."""
     from kafka import KafkaConsumer
 
     outputs = {
@@ -119,18 +145,18 @@ def _watch(
         "dead_letters": (spec.out / "rejected.jsonl").open("wb"),
     }
     consumer = KafkaConsumer(*outputs, auto_offset_reset="earliest", enable_auto_commit=False,
-                             **settings.kafka_client_options())  # fmt: skip
-    tally: Counter[str] = Counter()
+                             **kafka_python_options(settings))  # fmt: skip
+    received: Counter[str] = Counter()  # records read from each outbound topic, by output name
     steps: dict[str, str] = {}
     began = last_output = time.monotonic()
     try:
-        with Live(_view(steps, tally, 0, lines, 0.0), refresh_per_second=4, transient=False) as live:
+        with Live(_view(steps, received, 0, lines, 0.0), refresh_per_second=4, transient=False) as live:
             while worker.poll() is None:
                 batches = consumer.poll(timeout_ms=250, max_records=5000)
                 for records in batches.values():
                     for record in records:
                         kind = outputs[record.topic]
-                        tally[kind] += 1
+                        received[kind] += 1
                         files[kind].write(record.value + b"\n")
                         decision = orjson.loads(record.value)
                         if decision.get("type") == "customer.step_changed":
@@ -138,7 +164,7 @@ def _watch(
                         last_output = time.monotonic()
                 now = time.monotonic()
                 read = committed_records(settings)
-                live.update(_view(steps, tally, read, lines, now - began))
+                live.update(_view(steps, received, read, lines, now - began))
                 if spec.duration and now - began >= spec.duration:
                     break
                 if not publisher.is_alive() and read >= lines and now - last_output > QUIET_SECONDS:
@@ -148,20 +174,12 @@ def _watch(
         for handle in files.values():
             handle.close()
     if worker.poll() is not None:
-        raise RuntimeError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log")
-    return tally
+        log = spec.out / "worker.log"
+        raise DemoError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log {log}")
+    return received
 
 
-def _write_customers(states: dict[str, CustomerState], out: Path, policy: Policy) -> None:
-    with (out / "customers.jsonl").open("wb") as handle:
-        for customer_id in sorted(states):
-            handle.write(orjson.dumps(view(states[customer_id], policy), option=orjson.OPT_SORT_KEYS) + b"\n")
-    counts = Counter(state.step or "possible" for state in states.values())
-    draw_funnel({step: counts.get(step, 0) for step in STEPS}, out / "funnel.png",
-                f"Escalera ladder from the streaming worker ({len(states)} customers)")  # fmt: skip
-
-
-def _view(steps: dict[str, str], tally: Counter[str], read: int, lines: int, elapsed: float) -> Any:
+def _view(steps: dict[str, str], received: Counter[str], read: int, lines: int, elapsed: float) -> Any:
     counts = Counter(steps.values())
     widest = max(counts.values(), default=0) or 1
     table = Table(title="Escalera: the loyalty ladder, live from the streaming worker", expand=False)
@@ -170,10 +188,10 @@ def _view(steps: dict[str, str], tally: Counter[str], read: int, lines: int, ela
     table.add_column("")
     for step in STEPS:
         table.add_row(step, str(counts.get(step, 0)), "█" * round(30 * counts.get(step, 0) / widest))
-    rate = tally["transitions"] / elapsed if elapsed else 0.0
-    perk_rate = tally["perks"] / elapsed if elapsed else 0.0
+    rate = received["transitions"] / elapsed if elapsed else 0.0
+    perk_rate = received["perks"] / elapsed if elapsed else 0.0
     status = Text(
-        f"events committed by the worker {read}/{lines} · transitions {tally['transitions']} ({rate:,.0f}/s) · "
-        f"perks {tally['perks']} ({perk_rate:,.0f}/s) · dead letters {tally['dead_letters']}"
+        f"events committed by the worker {read}/{lines} · transitions {received['transitions']} ({rate:,.0f}/s) · "
+        f"perks {received['perks']} ({perk_rate:,.0f}/s) · dead letters {received['dead_letters']}"
     )
     return Group(table, status)

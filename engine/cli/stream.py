@@ -1,54 +1,29 @@
-"""Commands that talk to Kafka: `escalera publish`."""
+"""Commands of the streaming worker: `escalera worker` runs one; `escalera explain ID` asks a worker's query API
+where a customer stands and why, and prints it readably."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.table import Table
 
 from engine.broker.check import check_broker
-from engine.broker.publish import publish
 from engine.broker.topics import ensure_topics
-from engine.offline.lines import read_lines
+from engine.errors import EscaleraError
 from engine.settings import Settings
 
-
-def register(app: typer.Typer) -> None:
-    """Add the Kafka commands to the CLI."""
-    app.command("publish")(publish_command)
-    app.command("worker")(worker_command)
-    app.command("demo")(demo_command)
+DIMENSIONS = ("step", "activity", "frequency", "volume", "satisfaction", "influence", "relationship", "kind", "risk")
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-
-
-def publish_command(
-    ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines file of events."),
-    rate: float = typer.Option(0.0, help="Records per second (0: as fast as the broker takes them)."),
-    create_topics: bool = typer.Option(True, help="Create missing Escalera topics first."),
-) -> None:
-    """Publish a JSON-lines event file to the inbound topics, keyed by customer_id."""
-    settings: Settings = ctx.obj
-    check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
-    if create_topics:
-        ensure_topics(settings)
-    err = Console(stderr=True)
-    with Progress(
-        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
-    ) as progress:
-        task = progress.add_task("publish", total=_count_lines(file))
-        report = publish(read_lines(file), settings, rate=rate, on_sent=lambda n: progress.advance(task, n))
-    per_topic = ", ".join(f"{topic}: {count}" for topic, count in sorted(report.sent.items()))
-    typer.echo(
-        f"published {report.total} records in {report.seconds:.1f} s ({per_topic}); "
-        f"{report.unkeyed} unreadable lines sent unkeyed for the engine to dead-letter"
-    )
+class CustomerQueryError(EscaleraError):
+    """The query API did not give a customer's view (unknown customer, malformed id, or no worker answering)."""
 
 
 def worker_command(
@@ -59,46 +34,79 @@ def worker_command(
 
     Stops cleanly on SIGTERM or Ctrl-C: what was processed is committed, the rest is read again next time.
     """
-    from faust.worker import Worker
-
     from engine.loyalty import load_policy
-    from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
-    from engine.stream.logs import logging_config
-    from engine.stream.worker import build_worker
+    from engine.stream.worker import run_worker
 
     settings: Settings = ctx.obj
     check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
     ensure_topics(settings)
-    app, _ = build_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
-    # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every
-    # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
-    worker.spinner = None
-    open_local_state(Path(app.conf.tabledir), settings.data_dir)
+    run_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
+
+
+def worker_url(settings: Settings) -> str:
+    """The local worker's web address: its bound host, or loopback when it listens on every interface."""
+    host = "127.0.0.1" if settings.web_host in {"0.0.0.0", "::", ""} else settings.web_host
+    return f"http://{host}:{settings.web_port}"
+
+
+def fetch_customer(base_url: str, customer_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """GET /customers/{id} from any worker (it forwards to the owner): the customer's view, or a clear error."""
+    url = f"{base_url.rstrip('/')}/customers/{urllib.parse.quote(customer_id, safe='')}"
     try:
-        worker.execute_from_commandline()
-    except SystemExit as stop:
-        if not stop.code:
-            mark_clean_stop(settings.data_dir)
-        raise
-    mark_clean_stop(settings.data_dir)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            found: dict[str, Any] = json.loads(response.read())
+            return found
+    except urllib.error.HTTPError as error:
+        try:
+            reason = json.loads(error.read()).get("error", error.reason)
+        except ValueError:
+            reason = error.reason
+        raise CustomerQueryError(f"{url}: {error.code} {reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise CustomerQueryError(
+            f"no worker answered at {base_url} ({reason}): is `escalera worker` running there? "
+            "(--url or ESCALERA_WEB_HOST / ESCALERA_WEB_PORT say where)"
+        ) from None
 
 
-def demo_command(
+def render(customer: dict[str, Any], console: Console) -> None:
+    """The customer's dimensions, figures and recent decisions with their explanations."""
+    console.print(f"[bold]{escape(customer['customer_id'])}[/bold]  as of {customer['as_of']}")
+    where = Table(show_header=False, box=None, pad_edge=False)
+    for dimension in DIMENSIONS:
+        where.add_row(dimension, str(customer.get(dimension) or "-"))
+    where.add_row("permanent", "yes" if customer.get("permanent") else "no")
+    console.print(where)
+    figures = Table(title="figures", show_header=False, box=None, title_justify="left")
+    for name, value in customer["figures"].items():
+        figures.add_row(name.replace("_", " "), "-" if value is None else str(value))
+    console.print(figures)
+    decisions = customer.get("recent_decisions") or []
+    if not decisions:
+        console.print("no decisions yet")
+        return
+    console.print("[bold]recent decisions[/bold] (newest last)")
+    for decision in decisions:
+        what = decision.get("perk") or " → ".join(
+            str(decision.get(side) or "none") for side in ("from", "to") if side in decision
+        )
+        console.print(
+            f"  {decision.get('at', '')}  {decision.get('kind', '')} {what}  [dim]({decision.get('rule')})[/dim]"
+        )
+        console.print(f"      {decision.get('explanation', '')}")
+
+
+def explain(
     ctx: typer.Context,
-    customers: int = typer.Option(500, min=1, help="Customers to simulate."),
-    seed: int = typer.Option(1, help="Simulation seed."),
-    rate: float = typer.Option(2000.0, min=1, help="Events published per second."),
-    duration: float = typer.Option(0.0, min=0, help="Stop after this many seconds (0: when every event is in)."),
-    out: Path = typer.Option(Path("escalera-demo"), file_okay=False, help="Where the outputs go."),
+    customer_id: str = typer.Argument(..., help="The customer's id."),
+    url: str | None = typer.Option(None, help="A worker's web address (default: from ESCALERA_WEB_HOST/PORT)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON as it is."),
 ) -> None:
-    """Start a local Kafka and a streaming worker, publish a simulated shop, and watch customers climb the ladder."""
-    from engine.cli.demo import DemoSpec, run_demo
-
-    spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
-    where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
-    typer.echo(
-        f"\noutputs in {where}/: customers.jsonl (the worker's table), perks.jsonl, transitions.jsonl, rejected.jsonl "
-        "(its topics), funnel.png, worker.log; `escalera replay events.jsonl --out DIR` gives the same customers "
-        "with a summary"
-    )
+    """Where a customer stands on the ladder, every classification, the figures, and why (recent decisions)."""
+    settings: Settings = ctx.obj
+    customer = fetch_customer(url or worker_url(settings), customer_id)
+    if as_json:
+        typer.echo(json.dumps(customer, indent=2, ensure_ascii=False))
+    else:
+        render(customer, Console())

@@ -2,7 +2,7 @@
 I/O and never reads the wall clock: time is always an argument."""
 
 from engine.loyalty.evolve import boundary_after, day_start, evolve, evolve_in_place, next_due, sweep, sweep_in_place
-from engine.loyalty.outcome import Decision, Outcome, ReferralCredited
+from engine.loyalty.outcome import DecisionEvent, Outcome, ReferralCredited
 from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from engine.loyalty.population import Population
@@ -11,7 +11,7 @@ from engine.loyalty.state import CustomerState
 __all__ = [
     "DEFAULT_POLICY",
     "CustomerState",
-    "Decision",
+    "DecisionEvent",
     "Outcome",
     "Policy",
     "PolicyError",

@@ -1,10 +1,16 @@
-"""Which customers are due for a sweep at which day boundary, taken in (day, customer) order."""
+"""Which customers are due for a sweep at which day boundary, taken in (day, customer) order, and the sweep of
+those due (one loop for the offline replay and the stream worker)."""
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+
+from engine.loyalty.evolve import sweep_in_place
+from engine.loyalty.outcome import Outcome
+from engine.loyalty.policy import Policy
+from engine.loyalty.state import CustomerState
 
 
 class DueCalendar:
@@ -41,3 +47,24 @@ class DueCalendar:
 
     def __len__(self) -> int:
         return sum(len(customers) for customers in self._customers.values())
+
+
+def sweep_due(
+    calendar: DueCalendar, until: datetime, load: Callable[[str], CustomerState | None], policy: Policy
+) -> Iterator[tuple[str, Outcome, datetime]]:
+    """Sweep to `until` every customer of `calendar` who is due by then: `(customer_id, outcome, due_before)` each.
+
+    Takes the calendar's entries by day then customer id and loads each state with `load`. A missing customer, or
+    one no longer due, is dropped; one whose due moment moved past `until` is filed again under it. The others are
+    swept in place: **the states `load` returns are changed**, and each outcome comes with the due moment the state
+    had before. Lazy: the caller records each outcome (and may file the customer again) before the next is taken.
+    """
+    for _, customer_id in calendar.take(until):
+        state = load(customer_id)
+        if state is None or state.due is None:
+            continue
+        due_before = state.due
+        if due_before > until:
+            calendar.add(due_before, customer_id)
+            continue
+        yield customer_id, sweep_in_place(state, until, policy), due_before

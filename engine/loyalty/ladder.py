@@ -7,14 +7,9 @@ from engine.loyalty.policy import Policy
 from engine.loyalty.state import CustomerState
 from schemas.events import STEPS, Evidence
 
-RANK: dict[str, int] = {step: position for position, step in enumerate(STEPS)}
+RANK: dict[str, int] = {step: position for position, step in enumerate(STEPS)}  # possible 0 … propagandist 6
 STRONG_STEPS = frozenset(STEPS[RANK["habitual"] :])
 """The steps with a strong bond (seed 002): habitual and above."""
-
-
-def rank(step: str) -> int:
-    """Position on the ladder: possible is 0, propagandist 6."""
-    return RANK[step]
 
 
 def step_for(state: CustomerState, f: Figures, satisfaction: str, policy: Policy) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.state import CustomerState
 from schemas.events import ClassificationChanged, Id, PerkGranted, StepChanged, Timestamp
 
-Decision = PerkGranted | StepChanged | ClassificationChanged
+DecisionEvent = PerkGranted | StepChanged | ClassificationChanged
+"""Any one of the published decision events (their common base is `schemas.events.Decision`)."""
 
 
 class ReferralCredited(BaseModel):
@@ -32,7 +33,7 @@ class Outcome:
     """The next state (None after erasure), the decisions to publish, held-back perks, referral credits."""
 
     state: CustomerState | None
-    emitted: tuple[Decision, ...] = ()
+    emitted: tuple[DecisionEvent, ...] = ()
     suppressed: tuple[SuppressedPerk, ...] = ()
     referrals: tuple[ReferralCredited, ...] = ()
     duplicate: bool = False
@@ -42,7 +43,7 @@ class Outcome:
 class Recorder:
     """Collects what an evaluation decides, in order."""
 
-    emitted: list[Decision] = field(default_factory=list)
+    emitted: list[DecisionEvent] = field(default_factory=list)
     suppressed: list[SuppressedPerk] = field(default_factory=list)
     referrals: list[ReferralCredited] = field(default_factory=list)
 

@@ -75,8 +75,10 @@ class Perks(_Part):
     cap_period_days: Days = 30
 
 
-class Operations(_Part):
-    """Figures for reports (seed 001)."""
+class WordOfMouth(_Part):
+    """What customers say and to how many, for reports (seed 001): the complaint iceberg (how many unhappy customers
+    never complain, how few complaints are formal) and how many people a satisfied or a dissatisfied customer tells.
+    Its key in the policy is `operations`."""
 
     silent_unhappy_share: Ratio = Decimal("0.70")
     formal_complaint_share: Ratio = Decimal("0.02")
@@ -114,7 +116,7 @@ class Policy(_Part):
     classification: Classification = Classification()
     experience: Experience = Experience()
     perks: Perks = Perks()
-    operations: Operations = Operations()
+    operations: WordOfMouth = WordOfMouth()  # the key stays: the policy's version hashes the keys
     currency: Currency = Currency()
     dedup_memory: Annotated[int, Field(ge=16, le=100_000)] = 256
     max_tracked_purchases: Annotated[int, Field(ge=8, le=10_000)] = 200

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from engine.loyalty import Decision, Policy
+from engine.loyalty import CustomerState, DecisionEvent, Policy
 from engine.loyalty.view import view
 from engine.offline.funnel import draw_funnel
 from engine.offline.lines import read_lines
@@ -17,7 +18,7 @@ from engine.offline.replay import Replay
 from engine.offline.summary import summary
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
-from schemas.events import EventRejected
+from schemas.events import STEPS, EventRejected
 
 JSON = orjson.OPT_SORT_KEYS
 
@@ -59,7 +60,7 @@ class DecisionFiles:
         for handle in (self.perks, self.transitions, self.dead_letters):
             handle.close()
 
-    def decision(self, decision: Decision) -> None:
+    def decision(self, decision: DecisionEvent) -> None:
         """Append a perk or a transition."""
         target = self.perks if decision.type == "perk.granted" else self.transitions
         target.write(flat_json(decision) + b"\n")
@@ -71,11 +72,20 @@ class DecisionFiles:
 
 def write_outputs(replay: Replay, out: Path, policy: Policy, moment: datetime) -> dict[str, Any]:
     """customers.jsonl, summary.json and funnel.png from a finished replay; returns the summary."""
-    with (out / "customers.jsonl").open("wb") as customers:
-        for customer_id in sorted(replay.states):
-            customers.write(orjson.dumps(view(replay.states[customer_id], policy, moment), option=JSON) + b"\n")
-    report = summary(replay.states.values(), replay.tally, policy, moment)
-    (out / "summary.json").write_bytes(orjson.dumps(report, option=JSON | orjson.OPT_INDENT_2) + b"\n")
     title = f"Escalera ladder as of {moment.date()} ({len(replay.states)} customers)"
-    draw_funnel(report["steps"], out / "funnel.png", title)
+    write_customers(replay.states, out, policy, title, at=moment)
+    report = summary(replay.states.values(), replay.counts, policy, moment)
+    (out / "summary.json").write_bytes(orjson.dumps(report, option=JSON | orjson.OPT_INDENT_2) + b"\n")
     return report
+
+
+def write_customers(
+    states: Mapping[str, CustomerState], out: Path, policy: Policy, title: str, at: datetime | None = None
+) -> None:
+    """customers.jsonl (every customer's view by id, as of `at`, else as of each customer's own clock) and
+    funnel.png (customers per step, under `title`): the replay's and the demo's."""
+    with (out / "customers.jsonl").open("wb") as customers:
+        for customer_id in sorted(states):
+            customers.write(orjson.dumps(view(states[customer_id], policy, at), option=JSON) + b"\n")
+    steps = Counter(state.step or "possible" for state in states.values())
+    draw_funnel({step: steps.get(step, 0) for step in STEPS}, out / "funnel.png", title)

@@ -6,13 +6,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import orjson
 
 from engine.loyalty import (
     CustomerState,
-    Decision,
+    DecisionEvent,
     Outcome,
     Policy,
     Population,
@@ -21,7 +18,7 @@ from engine.loyalty import (
     evolve_in_place,
     sweep_in_place,
 )
-from engine.loyalty.due import DueCalendar
+from engine.loyalty.due import DueCalendar, sweep_due
 from engine.loyalty.figures import figures
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
@@ -31,7 +28,7 @@ DAY = timedelta(days=1)
 
 
 @dataclass
-class Tally:
+class ReplayCounts:
     """What the replay counted along the way."""
 
     lines: int = 0
@@ -52,7 +49,7 @@ class Replay:
         policy: Policy,
         limits: DecodeLimits,
         now: datetime,
-        on_decision: Callable[[Decision], None],
+        on_decision: Callable[[DecisionEvent], None],
         on_rejected: Callable[[EventRejected], None],
     ) -> None:
         self.policy, self.limits, self.now = policy, limits, now
@@ -61,17 +58,17 @@ class Replay:
         self.due = DueCalendar()
         self.clock: datetime | None = None
         self._next_midnight: datetime | None = None  # the first day boundary after the clock
-        self.tally = Tally()
+        self.counts = ReplayCounts()
 
     def feed(self, raw: bytes) -> None:
         """Decode one line and apply it; a line that is not a valid event becomes a dead letter."""
-        self.tally.lines += 1
+        self.counts.lines += 1
         result = decode(raw, now=self.now, limits=self.limits)
         if isinstance(result, Rejection):
-            self.tally.rejections[result.reason] += 1
-            self.on_rejected(result.to_event(RejectionSource(line=self.tally.lines), self.clock or EPOCH))
+            self.counts.rejections[result.reason] += 1
+            self.on_rejected(result.to_event(RejectionSource(line=self.counts.lines), self.clock or EPOCH))
             return
-        self.tally.events += 1
+        self.counts.events += 1
         moment = result.occurred_at
         if self.clock is None or moment > self.clock:
             if self._next_midnight is not None and moment >= self._next_midnight:
@@ -90,29 +87,6 @@ class Replay:
             self._record(customer_id, sweep_in_place(self.states[customer_id], moment, self.policy, population), None)
         return population
 
-    def snapshot(self) -> bytes:
-        """Everything needed to resume: states, the due queue, the clock and the tally."""
-        return orjson.dumps(
-            {
-                "states": {cid: state.to_json().decode() for cid, state in self.states.items()},
-                "due": [(moment.isoformat(), cid) for moment, cid in self.due.entries()],
-                "clock": None if self.clock is None else self.clock.isoformat(),
-                "tally": {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(self.tally).items()},
-            }
-        )
-
-    def restore(self, raw: bytes) -> None:
-        """Resume from a snapshot."""
-        data: dict[str, Any] = orjson.loads(raw)
-        self.states = {cid: CustomerState.from_json(text.encode()) for cid, text in data["states"].items()}
-        self.due = DueCalendar((datetime.fromisoformat(moment), cid) for moment, cid in data["due"])
-        self.clock = None if data["clock"] is None else datetime.fromisoformat(data["clock"])
-        self._next_midnight = None if self.clock is None else day_start(self.clock) + DAY
-        tally = data["tally"]
-        self.tally = Tally(
-            **{k: Counter(v) if isinstance(v, dict) else v for k, v in tally.items()}  # type: ignore[arg-type]
-        )
-
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
         state = self.states.get(event.customer_id)
         due = None if state is None else state.due
@@ -122,25 +96,16 @@ class Replay:
             self._apply(credit)  # the referrer's state is right here: credit it directly
 
     def _sweep_due(self, until: datetime) -> None:
-        for _, customer_id in self.due.take(until):
-            state = self.states.get(customer_id)
-            if state is None:
-                continue
-            actual = state.due
-            if actual is None:
-                continue
-            if actual > until:
-                self.due.add(actual, customer_id)
-                continue
-            self._record(customer_id, sweep_in_place(state, until, self.policy), actual)
+        for customer_id, outcome, due_before in sweep_due(self.due, until, self.states.get, self.policy):
+            self._record(customer_id, outcome, due_before)
 
     def _record(self, customer_id: str, outcome: Outcome, due_before: datetime | None) -> None:
         """Count and pass on what an outcome decided; queue the customer again when their due moment moved."""
         if outcome.duplicate:
-            self.tally.duplicates += 1
+            self.counts.duplicates += 1
             return
         if outcome.state is None:
-            self.tally.erased += customer_id in self.states
+            self.counts.erased += customer_id in self.states
             self.states.pop(customer_id, None)
         else:
             self.states[customer_id] = outcome.state
@@ -149,9 +114,9 @@ class Replay:
                 self.due.add(due, customer_id)
         for decision in outcome.emitted:
             if decision.type == "perk.granted":
-                self.tally.perks_granted[decision.perk] += 1
+                self.counts.perks_granted[decision.perk] += 1
             else:
-                self.tally.transitions[decision.type] += 1
+                self.counts.transitions[decision.type] += 1
             self.on_decision(decision)
         for held in outcome.suppressed:
-            self.tally.perks_suppressed[f"{held.perk}:{held.reason}"] += 1
+            self.counts.perks_suppressed[f"{held.perk}:{held.reason}"] += 1

@@ -10,13 +10,13 @@ from typing import Any
 
 from engine.loyalty import CustomerState, Policy
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
-from engine.offline.replay import Tally
+from engine.offline.replay import ReplayCounts
 from schemas.events import STEPS
 
 DIMENSIONS = ("activity", "frequency", "volume", "satisfaction", "influence", "relationship", "kind", "risk")
 
 
-def summary(states: Iterable[CustomerState], tally: Tally, policy: Policy, as_of: datetime) -> dict[str, Any]:
+def summary(states: Iterable[CustomerState], counts: ReplayCounts, policy: Policy, as_of: datetime) -> dict[str, Any]:
     """Counts and figures over the whole population, JSON-ready."""
     customers = list(states)
     steps = Counter(state.step or "possible" for state in customers)
@@ -28,18 +28,18 @@ def summary(states: Iterable[CustomerState], tally: Tally, policy: Policy, as_of
     return {
         "as_of": as_of.isoformat(),
         "policy_version": policy.version,
-        "lines": tally.lines,
-        "events": tally.events,
-        "duplicates_ignored": tally.duplicates,
+        "lines": counts.lines,
+        "events": counts.events,
+        "duplicates_ignored": counts.duplicates,
         "customers": len(customers),
-        "customers_erased": tally.erased,
+        "customers_erased": counts.erased,
         "steps": {step: steps.get(step, 0) for step in STEPS},
         **{dim: dict(sorted(Counter(str(getattr(s, dim)) for s in customers).items())) for dim in DIMENSIONS},
         "permanent": sum(state.permanent for state in customers),
-        "perks_granted": dict(sorted(tally.perks_granted.items())),
-        "perks_suppressed": dict(sorted(tally.perks_suppressed.items())),
-        "transitions": dict(sorted(tally.transitions.items())),
-        "rejections": dict(sorted(tally.rejections.items())),
+        "perks_granted": dict(sorted(counts.perks_granted.items())),
+        "perks_suppressed": dict(sorted(counts.perks_suppressed.items())),
+        "transitions": dict(sorted(counts.transitions.items())),
+        "rejections": dict(sorted(counts.rejections.items())),
         "complaints": {
             "formal": formal,
             "informal": sum(state.informal_complaints for state in customers),

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.auth import SASLCredentials, SSLCredentials
 
+from engine.broker.connection import faust_credentials
+from engine.broker.topics import changelog_config
 from engine.settings import Settings
-from engine.stream.erasure import changelog_config
-
-
-def broker_credentials(settings: Settings) -> Any:
-    """Faust credentials for the configured security protocol (None for PLAINTEXT)."""
-    context = None
-    if settings.security_protocol.endswith("SSL"):
-        cafile = str(settings.ssl_cafile) if settings.ssl_cafile else None
-        context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    if settings.security_protocol.startswith("SASL"):
-        assert settings.sasl_password is not None  # the settings refuse SASL without credentials
-        return SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value(),
-            ssl_context=context,
-            mechanism=settings.sasl_mechanism,
-        )
-    if context is not None:
-        return SSLCredentials(context)
-    return None
 
 
 @dataclass(frozen=True)
@@ -37,7 +17,6 @@ class Topology:
     """The app and the channels its agents use."""
 
     app: faust.App
-    inbound: Any  # faust.TopicT over the three inbound topics
     perks: Any
     transitions: Any
     dead_letters: Any
@@ -51,7 +30,7 @@ def create_app(settings: Settings) -> Topology:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
-        broker_credentials=broker_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         store=settings.table_store_url,
         datadir=str(settings.data_dir),
         web_host=settings.advertised_host,  # Faust's name for the host in this worker's URL (table routing)
@@ -92,7 +71,6 @@ def create_app(settings: Settings) -> Topology:
     )
     return Topology(
         app=app,
-        inbound=topic(*settings.inbound_topics),
         perks=topic(settings.topic_perks),
         transitions=topic(settings.topic_transitions),
         dead_letters=topic(settings.topic_dlq),

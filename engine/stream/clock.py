@@ -56,7 +56,10 @@ class StreamClock:
         return self._advance(partition, target)
 
     def restore(self, partition: int, moment: datetime) -> None:
-        """Set a partition's time from saved state (after a restart or a rebalance)."""
+        """Set a partition's time from a saved state (after a restart or a rebalance): the latest of those restored."""
+        previous = self._partitions.get(partition)
+        if previous is not None and previous >= moment:
+            return
         self._partitions[partition] = moment
         if self._latest is None or moment > self._latest:
             self._latest = moment

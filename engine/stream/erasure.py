@@ -1,10 +1,12 @@
-"""An erased customer leaves no copy behind: not in the table's changelog, not in a worker's local files.
+"""An erased customer leaves no copy in a worker's local files: the local half of erasure.
 
-The table writes a tombstone for an erased customer; Kafka's log cleaner then removes the customer's earlier
-states from the changelog, within the configured delay (`max.compaction.lag.ms`), and the tombstone itself after
-the same delay (`delete.retention.ms`: long enough for a restoring worker to read it). A worker compacts the local
-RocksDB database of a partition where it erased someone, within seconds, so the old values leave its data files,
-write-ahead log and MANIFEST too (RocksDB keeps deleted values on disk until a compaction reaches them).
+A worker compacts the local RocksDB database of a partition where it erased someone, within seconds, so the old
+values leave its data files, write-ahead log and MANIFEST too (RocksDB keeps deleted values on disk until a
+compaction reaches them).
+
+The Kafka half is in the changelog topic's configuration (`engine.broker.topics.changelog_config`): the table
+writes a tombstone for an erased customer, and Kafka's log cleaner removes the customer's earlier states, then the
+tombstone, within the configured delay.
 """
 
 from __future__ import annotations
@@ -13,15 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from engine.settings import Settings
-
 log = logging.getLogger("escalera.erasure")
-
-
-def changelog_config(settings: Settings) -> dict[str, str]:
-    """The customer table's changelog settings that bound how long an erased customer's states stay in Kafka."""
-    delay_ms = str(settings.erasure_max_delay_seconds * 1000)
-    return {"max.compaction.lag.ms": delay_ms, "delete.retention.ms": delay_ms}
 
 
 class LocalPurge:
@@ -35,13 +29,13 @@ class LocalPurge:
         """A customer of `partition` was erased: compact its database at the next purge."""
         self.pending.add(partition)
 
-    async def purge(self) -> int:
-        """Compact every pending partition's database (in a thread: the worker goes on); return how many."""
+    async def purge(self) -> None:
+        """Compact every pending partition's database (in a thread: the worker goes on)."""
         store = getattr(self.table, "data", None)
         databases = getattr(store, "_dbs", None)  # Faust's RocksDB store: one database per partition
         partitions, self.pending = self.pending, set()
         if databases is None:
-            return 0  # the memory store keeps nothing on disk
+            return  # the memory store keeps nothing on disk
         done = 0
         for partition in sorted(partitions):
             database = databases.get(partition)
@@ -60,7 +54,6 @@ class LocalPurge:
                 self.pending.add(partition)
         if done:
             log.info("local table files compacted after erasures in %d partition(s)", done)
-        return done
 
 
 def _rewrite_every_file() -> Any:

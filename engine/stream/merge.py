@@ -26,12 +26,10 @@ class EventTimeMerge(Generic[K, T]):
         self._queues: dict[K, deque[tuple[datetime, T]]] = {}
         self.set_inputs(inputs)
 
-    def set_inputs(self, inputs: Iterable[K]) -> list[T]:
-        """Follow a new set of inputs (their order is the tie-break order); return what dropped inputs held."""
+    def set_inputs(self, inputs: Iterable[K]) -> None:
+        """Follow a new set of inputs (their order is the tie-break order); what dropped inputs held goes with them."""
         wanted = list(dict.fromkeys(inputs))
-        dropped = [item for key, queue in self._queues.items() if key not in wanted for _, item in queue]
         self._queues = {key: self._queues.get(key) or deque() for key in wanted}
-        return dropped
 
     def push(self, key: K, occurred_at: datetime, item: T) -> None:
         """Queue an item read from input `key` (an input not followed yet is added last)."""

@@ -6,7 +6,7 @@ customer id.
 
 from __future__ import annotations
 
-from collections import Counter as Tally
+import collections
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, get_args
 
@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.loyalty import Outcome
-from engine.loyalty.policy import Operations
+from engine.loyalty.policy import WordOfMouth
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
 from schemas.events import INBOUND_TYPES, ClassificationChanged, PerkGranted, PerkType, RejectionReason, StepChanged
 
@@ -65,6 +65,22 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.referral_credits = Counter(
+            "escalera_referral_credits",
+            "Referral credits sent to a referrer's partition (a referred customer's first purchase).",
+            registry=registry,
+        )
+        self.time_sweeps = Counter(
+            "escalera_time_sweeps",
+            "Customers to whom the passage of time was applied at a day boundary they were due at.",
+            registry=registry,
+        )
+        self.read_again = Counter(
+            "escalera_records_read_again",
+            "Records put back because Faust skipped earlier ones of their partition: read again in order "
+            "(engine/stream/faust_fixes/continuity.py).",
+            registry=registry,
+        )
 
         self._start_at_zero(inbound_topics)
 
@@ -110,13 +126,13 @@ class WorkerMetrics:
 class PartitionCounts(Protocol):
     """What a worker counts of one partition it owns."""
 
-    steps: Tally[str]
-    relationships: Tally[str]
-    satisfaction: Tally[str]
+    steps: collections.Counter[str]
+    relationships: collections.Counter[str]
+    satisfaction: collections.Counter[str]
     formal_complaints: int
 
 
-def _by_label(name: str, documentation: str, label: str, counts: Tally[str]) -> GaugeMetricFamily:
+def _by_label(name: str, documentation: str, label: str, counts: collections.Counter[str]) -> GaugeMetricFamily:
     """A gauge with one sample per non-zero count."""
     gauge = GaugeMetricFamily(name, documentation, labels=[label])
     for value, n in sorted(counts.items()):
@@ -129,13 +145,13 @@ class CustomersCollector(Collector):
     """Customers per ladder step and per relationship quadrant on the partitions this worker owns now, read at
     each scrape: summed over the workers of a group, they count every customer once."""
 
-    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]], operations: Operations) -> None:
+    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]], operations: WordOfMouth) -> None:
         self.partitions, self.operations = partitions, operations
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        steps: Tally[str] = Tally()
-        relationships: Tally[str] = Tally()
-        satisfaction: Tally[str] = Tally()
+        steps: collections.Counter[str] = collections.Counter()
+        relationships: collections.Counter[str] = collections.Counter()
+        satisfaction: collections.Counter[str] = collections.Counter()
         formal = 0
         for counts in list(self.partitions()):
             steps.update(counts.steps)

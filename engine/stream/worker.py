@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -16,27 +17,34 @@ from engine.loyalty import Policy
 from engine.settings import Settings
 from engine.stream.app import Topology, create_app
 from engine.stream.faust_fixes.delivery import deliver_before_commit
+from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
+from engine.stream.logs import logging_config
 from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
 from engine.stream.population import PartitionSummary, PopulationBoard
-from engine.stream.processor import BATCH, BATCH_WAIT, ERASURE_PURGE, TICK, Engine
-from engine.stream.web import serve_operations
+from engine.stream.processor import BATCH, BATCH_WAIT, Processor
+from engine.stream.records import Tick, encode
+from engine.stream.web import serve_pages
 
 log = logging.getLogger("escalera.worker")
+
+ERASURE_PURGE = 10.0  # seconds between compactions of the local table files where customers were erased
 
 
 def build_worker(
     settings: Settings, policy: Policy, tick_seconds: float = 1.0, registry: CollectorRegistry | None = None
-) -> tuple[faust.App, Engine]:
+) -> tuple[faust.App, Processor]:
     """The Faust app with Escalera's agent, its ticks, the reader of population figures and its web pages."""
     topology = create_app(settings)
     app = topology.app
     registry = CollectorRegistry() if registry is None else registry
-    engine = Engine(settings, policy, topology, WorkerMetrics(registry, settings.inbound_topics))
-    registry.register(CustomersCollector(lambda: engine.partitions.values(), policy.operations))
-    registry.register(ConsumerLagCollector(engine.lag))
+    processor = Processor(
+        settings, policy, topology, app.consumer, app.producer, WorkerMetrics(registry, settings.inbound_topics)
+    )
+    registry.register(CustomersCollector(lambda: processor.partitions.values(), policy.operations))
+    registry.register(ConsumerLagCollector(processor.lag))
     registry.register(RestoreCollector(lambda: app.tables.recovery))  # type: ignore[attr-defined]
     ProcessCollector(registry=registry)  # CPU, memory, open files of the worker process
-    serve_operations(app, engine, registry)
+    serve_pages(app, processor, registry)
     deliver_before_commit(app)
     channel = app.topic(
         *settings.inbound_topics, topology.internal.get_topic_name(),
@@ -46,28 +54,28 @@ def build_worker(
     # concurrency=1: the agent writes a table (faust-streaming #606 loses messages with more)
     @app.agent(channel, concurrency=1, name="escalera.loyalty")
     async def loyalty(stream: Any) -> None:
-        async for events in stream.noack_take(BATCH, within=BATCH_WAIT):
-            await engine.handle(stream, list(events))
+        async for batch in stream.noack_take(BATCH, within=BATCH_WAIT):
+            await processor.handle(stream, list(batch))
 
     @app.timer(interval=tick_seconds)  # type: ignore[untyped-decorator]
     async def tick() -> None:
-        for partition in engine.owned_partitions():
-            await topology.internal.send(value=TICK, partition=partition)
+        for partition in processor.owned_partitions():
+            await topology.internal.send(value=encode(Tick()), partition=partition)
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def report() -> None:
-        waiting = {"waiting": engine.merge.pending(), "held_by": engine.merge.holding_back(engine._drained)}
-        log.info("so far: %s", orjson.dumps({**vars(engine.tally), **waiting}).decode())
+        waiting = {"waiting": processor.inputs.merge.pending(), "held_by": processor.inputs.holding_back()}
+        log.info("so far: %s", orjson.dumps(waiting).decode())
 
     @app.timer(interval=ERASURE_PURGE)  # type: ignore[untyped-decorator]
     async def purge_erased() -> None:
-        await engine.purge.purge()
+        await processor.purge.purge()
 
     @app.task  # type: ignore[untyped-decorator]
     async def read_population() -> None:
-        await _read_partition_stats(settings, topology, engine.board)
+        await _read_partition_stats(settings, topology, processor.board)
 
-    return app, engine
+    return app, processor
 
 
 async def _read_partition_stats(settings: Settings, topology: Topology, board: PopulationBoard) -> None:
@@ -92,3 +100,23 @@ async def _read_partition_stats(settings: Settings, topology: Topology, board: P
                         board.post(int(record.key), PartitionSummary.from_bytes(record.value))
     finally:
         await consumer.stop()
+
+
+def run_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) -> None:
+    """Run a worker in the foreground until SIGTERM or Ctrl-C, with Faust's start-up corrected twice: no terminal
+    spinner, and local tables kept only after a clean stop (`faust_fixes.local_tables`)."""
+    from faust.worker import Worker
+
+    app, _ = build_worker(settings, policy, tick_seconds=tick_seconds)
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
+    # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every
+    # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
+    worker.spinner = None
+    open_local_state(Path(app.conf.tabledir), settings.data_dir)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        if not stop.code:
+            mark_clean_stop(settings.data_dir)
+        raise
+    mark_clean_stop(settings.data_dir)

@@ -24,7 +24,7 @@ from engine.broker import readback
 from engine.broker.local import free_port
 from engine.broker.publish import publish
 from engine.broker.topics import ensure_topics
-from engine.loyalty import DEFAULT_POLICY, CustomerState, Decision
+from engine.loyalty import DEFAULT_POLICY, CustomerState, DecisionEvent
 from engine.offline.replay import Replay
 from engine.settings import Settings, load_settings
 from schemas.decoder import DecodeLimits
@@ -166,7 +166,7 @@ class Reference:
     """What `escalera replay` makes of the same lines."""
 
     states: dict[str, CustomerState]
-    decisions: list[Decision]
+    decisions: list[DecisionEvent]
     rejected: list[EventRejected]
 
     @property
@@ -175,7 +175,7 @@ class Reference:
 
 
 def replay_of(lines: Iterable[bytes]) -> Reference:
-    decisions: list[Decision] = []
+    decisions: list[DecisionEvent] = []
     rejected: list[EventRejected] = []
     replay = Replay(DEFAULT_POLICY, DecodeLimits(currencies=DEFAULT_POLICY.currencies), datetime.now(UTC),
                     decisions.append, rejected.append)  # fmt: skip

@@ -20,6 +20,7 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.broker.connection import kafka_python_options
 from engine.broker.publish import route
 from engine.broker.topics import ensure_topics
 from engine.settings import Settings
@@ -50,7 +51,7 @@ def publish_payloads(payloads: list[Payload], settings: Settings) -> list[Where]
               "customers": settings.topic_customers}  # fmt: skip
     producer = KafkaProducer(
         acks="all", enable_idempotence=True, linger_ms=10, batch_size=256 * 1024, max_request_size=2 * 1024 * 1024,
-        **settings.kafka_client_options(),
+        **kafka_python_options(settings),
     )  # fmt: skip
     try:
         futures = []

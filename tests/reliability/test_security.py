@@ -27,12 +27,12 @@ from engine.broker.check import (
     BrokerUnreachableError,
     check_broker,
 )
+from engine.broker.connection import faust_credentials, kafka_python_options, security
 from engine.broker.local import free_port
 from engine.broker.local.security import generate_security
 from engine.errors import SettingsError
 from engine.offline.simulation import SimulationSpec, simulate
 from engine.settings import load_settings
-from engine.stream.app import broker_credentials
 from tests.integration.engine_harness import (
     engine_env,
     replay_of,
@@ -134,7 +134,7 @@ def read_secured(env: dict[str, str], topic: str, quiet: float = 2.0) -> list[tu
     """Every record of a topic, through the SASL_SSL listener with the env's credentials."""
     consumer = KafkaConsumer(
         topic, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=int(quiet * 1000),
-        **settings_of(env).kafka_client_options(),
+        **kafka_python_options(settings_of(env)),
     )  # fmt: skip
     records = [(message.key, message.value) for message in consumer]
     consumer.close()
@@ -277,8 +277,9 @@ def test_an_unreachable_broker_is_retried_until_the_timeout_then_named() -> None
 def test_no_repr_or_setting_error_shows_the_password(secured: SecuredKafka) -> None:
     settings = settings_of(secured.env())
     assert secured.password not in repr(settings) + str(settings)
-    assert secured.password not in repr(settings.kafka_client_options().keys())
-    assert secured.password not in repr(broker_credentials(settings))  # Faust may log its credentials object
+    assert secured.password not in repr(kafka_python_options(settings).keys())
+    assert secured.password not in repr(security(settings))
+    assert secured.password not in repr(faust_credentials(settings))  # Faust may log its credentials object
     with pytest.raises(SettingsError) as error:  # another variable wrong: the message lists inputs, never this one
         load_settings({**secured.env(), "ESCALERA_SASL_MECHANISM": "MD5", "ESCALERA_SASL_PASSWORD": secured.password})
     assert secured.password not in str(error.value)

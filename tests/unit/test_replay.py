@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.loyalty import DEFAULT_POLICY, Decision
+from engine.loyalty import DEFAULT_POLICY, DecisionEvent
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
 from schemas.construct import flat_json
@@ -23,32 +23,6 @@ LIMITS = DecodeLimits(currencies=DEFAULT_POLICY.currencies)
 @pytest.fixture(scope="module")
 def lines() -> list[bytes]:
     return list(simulate(SimulationSpec(customers=150, days=400, seed=3, duplicates=0.02, malformed=0.02)))
-
-
-def run_replay(lines: list[bytes], split: int | None = None) -> tuple[list[str], list[str], dict[str, bytes]]:
-    decisions: list[str] = []
-    rejected: list[str] = []
-    replay = Replay(DEFAULT_POLICY, LIMITS, NOW, lambda d: decisions.append(d.model_dump_json()),
-                    lambda r: rejected.append(r.model_dump_json()))  # fmt: skip
-    if split is not None:
-        for line in lines[:split]:
-            replay.feed(line)
-        saved = replay.snapshot()
-        replay = Replay(DEFAULT_POLICY, LIMITS, NOW, lambda d: decisions.append(d.model_dump_json()),
-                        lambda r: rejected.append(r.model_dump_json()))  # fmt: skip
-        replay.restore(saved)
-        lines = lines[split:]
-    for line in lines:
-        replay.feed(line)
-    replay.finish()
-    return decisions, rejected, {cid: state.to_json() for cid, state in replay.states.items()}
-
-
-@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.93])
-def test_a_replay_split_in_two_and_resumed_equals_one_whole_replay(lines: list[bytes], fraction: float) -> None:
-    whole = run_replay(lines)
-    resumed = run_replay(lines, split=int(len(lines) * fraction))
-    assert resumed == whole
 
 
 def test_the_simulation_is_deterministic_for_a_seed() -> None:
@@ -111,7 +85,7 @@ def test_policy_show_prints_the_defaults_and_an_invalid_file_names_its_key(tmp_p
 def test_every_decision_the_core_builds_is_valid_by_the_contract_and_written_as_pydantic_writes_it(
     lines: list[bytes],
 ) -> None:
-    decisions: list[Decision] = []
+    decisions: list[DecisionEvent] = []
     replay = Replay(DEFAULT_POLICY, LIMITS, NOW, decisions.append, lambda _: None)
     for line in lines:
         replay.feed(line)

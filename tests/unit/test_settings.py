@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from engine.errors import SettingsError
 from engine.settings import load_settings
+from schemas.decoder import DEFAULT_LIMITS, DecodeLimits
 
 pytestmark = pytest.mark.unit
 
@@ -92,9 +94,17 @@ def test_sasl_needs_credentials_and_never_shows_the_password() -> None:
         }
     )
     assert "s3cret-value" not in repr(settings)
-    options = settings.kafka_client_options()
-    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert options["sasl_plain_password"] == "s3cret-value"
+    assert (settings.sasl_mechanism, settings.sasl_username) == ("SCRAM-SHA-512", "escalera")
+    assert settings.sasl_password is not None and settings.sasl_password.get_secret_value() == "s3cret-value"
     with pytest.raises(SettingsError) as error:
         load_settings({"ESCALERA_SASL_PASSWORD": "hunter2-secret", "ESCALERA_WEB_PORT": "x"})
     assert "hunter2-secret" not in str(error.value)
+
+
+def test_decode_limits_follow_the_settings() -> None:
+    settings = load_settings({"ESCALERA_MAX_EVENT_BYTES": "1024", "ESCALERA_MAX_CLOCK_SKEW_SECONDS": "90"})
+    limits = settings.decode_limits(frozenset({"EUR", "USD"}))
+    assert limits == DecodeLimits(max_bytes=1024, max_skew=timedelta(seconds=90), currencies=frozenset({"EUR", "USD"}))
+    # the defaults are the decoder's own
+    defaults = load_settings({}).decode_limits(frozenset({"EUR"}))
+    assert (defaults.max_bytes, defaults.max_skew) == (DEFAULT_LIMITS.max_bytes, DEFAULT_LIMITS.max_skew)

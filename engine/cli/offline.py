@@ -1,8 +1,8 @@
-"""Commands of the loyalty core: `escalera policy show`, `escalera simulate`, `escalera replay`."""
+"""Commands of the offline wing (file in, files out): `escalera simulate`, `escalera replay`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -14,16 +14,6 @@ from engine.loyalty import load_policy
 from engine.offline.simulation import DEFAULT_END, SimulationSpec, write
 from engine.settings import Settings
 
-policy_app = typer.Typer(help="The loyalty policy (every number of the rules).", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the loyalty core's commands to the CLI."""
-    app.add_typer(policy_app, name="policy")
-    policy_app.command("show")(policy_show)
-    app.command("simulate")(simulate)
-    app.command("replay")(replay)
-
 
 def _timestamp(text: str) -> datetime:
     try:
@@ -31,17 +21,6 @@ def _timestamp(text: str) -> datetime:
     except ValueError:
         raise EscaleraError(f"{text!r} is not an RFC 3339 timestamp") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def policy_show(
-    ctx: typer.Context,
-    policy: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Policy file (default: ESCALERA_POLICY_FILE)."
-    ),
-) -> None:
-    """Print the effective policy as YAML, with its version."""
-    settings: Settings = ctx.obj
-    typer.echo(load_policy(policy or settings.policy_file).to_yaml(), nl=False)
 
 
 def simulate(
@@ -70,15 +49,10 @@ def replay(
 ) -> None:
     """Run the loyalty core over an event file in file order, with event time as the clock."""
     from engine.offline.outputs import replay_file
-    from schemas.decoder import DecodeLimits
 
     settings: Settings = ctx.obj
     effective = load_policy(policy or settings.policy_file)
-    limits = DecodeLimits(
-        max_bytes=settings.max_event_bytes,
-        max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-        currencies=effective.currencies,
-    )
+    limits = settings.decode_limits(effective.currencies)
     moment = None if as_of is None else _timestamp(as_of)
     with Progress(
         TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True)

@@ -1,0 +1,116 @@
+"""The inputs a worker reads, merged by event time: where reading stands on each, and whether it is drained.
+
+An input is an owned inbound topic partition, or the worker's own queue of referral credits for an owned
+partition (`LOCAL_CREDITS`, never read from Kafka). The merge (`engine.stream.merge`) lets a queued event go only
+when every input has one queued or has nothing more to read right now: its idleness rule is `drained`, kept here
+beside the read offsets it is computed from, and the consumer lag reported on /metrics is the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from faust.types import TP
+
+from engine.stream.merge import EventTimeMerge
+
+LOCAL_CREDITS = ""  # the input of credits this worker queues for its own partitions (no topic)
+Input = tuple[str, int]  # (topic, partition); (LOCAL_CREDITS, partition) for the local credits
+T = TypeVar("T")
+
+
+class Highwaters(Protocol):
+    """What the inputs need of Faust's consumer: the offset after the last record of a topic partition."""
+
+    def highwater(self, tp: TP) -> int | None: ...
+
+
+class Inputs(Generic[T]):
+    """The event-time merge over the owned inputs, the last offset read on each inbound one, and the event time
+    of the last record read on each (what comes next is later, late events aside)."""
+
+    def __init__(self, consumer: Highwaters, inbound_topics: Iterable[str]) -> None:
+        self.consumer = consumer
+        self.inbound = tuple(inbound_topics)
+        self.merge: EventTimeMerge[Input, T] = EventTimeMerge()
+        self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
+        self.last_read: dict[Input, datetime] = {}
+
+    def follow(self, owned: Iterable[int]) -> None:
+        """After a rebalance: merge the inputs of the owned partitions (local credits first, then the inbound topics
+        in their configured order: the tie-break order), forget where reading stood on the others. Records queued
+        for partitions given away are unacknowledged: their new owner reads them again."""
+        partitions = sorted(owned)
+        self.merge.set_inputs(
+            [(LOCAL_CREDITS, p) for p in partitions] + [(t, p) for p in partitions for t in self.inbound]
+        )
+        for tp in [tp for tp in self.offsets if tp.partition not in partitions]:
+            del self.offsets[tp]
+
+    def resume(self, tp: TP, committed: int | None) -> None:
+        """Reading `tp` resumes at the group's committed offset: a record before it counts as read, so an input
+        committed up to its end is known to hold nothing more."""
+        if tp.topic in self.inbound and tp not in self.offsets and committed:
+            self.offsets[tp] = committed - 1
+
+    def read(self, tp: TP, offset: int) -> None:
+        """A record of an inbound topic partition was read."""
+        self.offsets[tp] = offset
+
+    def queue(self, source: Input, occurred_at: datetime, item: T) -> None:
+        """Queue an item read from `source` (or, for local credits, made here) at its event time."""
+        self.merge.push(source, occurred_at, item)
+        if source[0] != LOCAL_CREDITS:
+            self.last_read[source] = occurred_at
+
+    def release(self, until: datetime | None) -> Iterator[T]:
+        """The queued items that can go now, earliest first, none later than `until`."""
+        return self.merge.release(self.drained, until=until)
+
+    def remaining(self, tp: TP) -> int | None:
+        """Records of an inbound topic partition not read yet (None: its end is not known yet)."""
+        highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return None
+        seen = self.offsets.get(tp)
+        return max(0, highwater - (0 if seen is None else seen + 1))
+
+    def drained(self, key: Input) -> bool:
+        """Nothing more to read now at an input: every record up to its high watermark has been read."""
+        if key[0] == LOCAL_CREDITS:
+            return True  # filled while applying events, never read
+        return self.remaining(TP(*key)) == 0
+
+    def lag(self, partitions: Iterable[int]) -> list[tuple[str, int, int]]:
+        """Records not yet read per owned inbound topic partition: (topic, partition, records)."""
+        found = []
+        for partition in partitions:
+            for topic in self.inbound:
+                remaining = self.remaining(TP(topic, partition))
+                if remaining is not None:
+                    found.append((topic, partition, remaining))
+        return found
+
+    def holding_back(self) -> list[Input]:
+        """The inputs that keep queued items waiting: nothing queued, and not read to their end."""
+        return self.merge.holding_back(self.drained)
+
+    def unread(self, partition: int) -> Iterator[tuple[TP, int | None]]:
+        """The inbound topic partitions of `partition` that hold the queued items back, with the last offset read."""
+        for topic, number in self.holding_back():
+            if topic != LOCAL_CREDITS and number == partition:
+                tp = TP(topic, number)
+                yield tp, self.offsets.get(tp)
+
+    def idle(self, partition: int) -> bool:
+        """Nothing queued anywhere and every inbound topic of `partition` read to its end."""
+        return self.merge.pending() == 0 and all(self.drained((topic, partition)) for topic in self.inbound)
+
+    def reading(self) -> Iterator[tuple[Input, datetime | None]]:
+        """Each inbound input that still has records to deliver, with the event time of the last record read on it
+        (None: nothing read yet)."""
+        for key in self.merge.inputs():
+            if key[0] != LOCAL_CREDITS and not self.drained(key):
+                yield key, self.last_read.get(key)

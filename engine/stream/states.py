@@ -1,0 +1,116 @@
+"""The customer states a worker reads and changes: a cache in front of Faust's table, written once per batch.
+
+Faust's table reads and writes the partition of the stream's *current event* (RocksDB keeps a database per
+partition, and a write goes to that partition of the changelog), while a batch and the event-time merge mix
+partitions. So every table access here first makes the record it is done for the current event: this module
+alone does so, and no caller has to remember it. Writing the states then puts back the current event Faust had:
+while a batch awaits, Faust's reader may take the next record, make it the current event and pause; it files the
+stream's current event into the next batch (`Stream.noack_take`, `add_to_buffer`), so a current event left
+changed would hand the next batch an old record again and lose the new one (found by tests/reliability/test_crash.py:
+an input waiting forever for a record it never got).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from engine.loyalty import CustomerState
+from engine.stream.ports import RecordStream, Table
+
+CACHE_LIMIT = 100_000  # customer states kept in memory between batches at most
+
+
+class BatchStates:
+    """The states loaded and changed in this batch (by customer id), the record under whose partition each
+    changed one is written, and the customers erased in it."""
+
+    def __init__(self, table: Table, limit: int = CACHE_LIMIT) -> None:
+        self.table, self.limit = table, limit
+        self.cache: dict[str, CustomerState] = {}
+        self.dirty: dict[str, Any] = {}  # customer_id -> the record whose partition their state is written under
+        self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
+
+    def cached(self, customer_id: str) -> CustomerState | None:
+        """A state already in memory (no table read)."""
+        return self.cache.get(customer_id)
+
+    def load(self, stream: RecordStream, record: Any, customer_id: str) -> CustomerState | None:
+        """A customer's state, kept in memory: it is about to change, or to be read again soon."""
+        state = self._read(customer_id, stream, record)
+        if state is not None:
+            self.cache[customer_id] = state
+        return state
+
+    def peek(self, stream: RecordStream, record: Any, customer_id: str) -> CustomerState | None:
+        """A customer's state without keeping it in memory (for passes over many customers)."""
+        return self._read(customer_id, stream, record)
+
+    def peek_any(self, customer_id: str) -> CustomerState | None:
+        """A customer's state from whichever partition holds it, outside the stream (for the web pages)."""
+        return self._read(customer_id)
+
+    def _read(self, customer_id: str, stream: RecordStream | None = None, record: Any = None) -> CustomerState | None:
+        """From memory, else from the table under `record`'s partition (without a stream: any partition)."""
+        state = self.cache.get(customer_id)
+        if state is None and customer_id not in self.erased:
+            if stream is not None:
+                stream._set_current_event(record)
+            raw = self.table.get(customer_id.encode())
+            if raw is not None:
+                state = CustomerState.from_json(raw)
+        return state
+
+    def keep(self, customer_id: str, state: CustomerState, record: Any) -> None:
+        """A customer's new state, written with the batch under `record`'s partition."""
+        self.cache[customer_id] = state
+        self.erased.discard(customer_id)  # erased, then back with a new event
+        self.dirty[customer_id] = record
+
+    def erase(self, customer_id: str, record: Any) -> None:
+        """A customer is erased: a tombstone is written with the batch under `record`'s partition."""
+        self.cache.pop(customer_id, None)
+        self.erased.add(customer_id)
+        self.dirty[customer_id] = record
+
+    def write(self, stream: RecordStream, kept: set[int]) -> set[int]:
+        """Write every state changed in this batch to the table (its changelog), once each, if its partition is still
+        owned (one given away meanwhile is its new owner's to write: that owner reads its records again); return the
+        partitions where a customer was erased. Faust's current event is put back afterwards."""
+        arrived = stream.current_event
+        erased_in: set[int] = set()
+        for customer_id, record in self.dirty.items():
+            if record.message.partition not in kept:
+                self.cache.pop(customer_id, None)  # not written: if the partition comes back, read it again
+                continue
+            stream._set_current_event(record)
+            key = customer_id.encode()
+            state = self.cache.get(customer_id)
+            if state is not None:
+                self.table[key] = state.to_json()
+            elif key in self.table:
+                del self.table[key]  # erasure: a tombstone in the changelog
+                erased_in.add(record.message.partition)
+        stream.current_event = arrived
+        self.dirty.clear()
+        self.erased.clear()
+        return erased_in
+
+    def trim(self, stream: RecordStream, still_needed: Iterable[tuple[Any, str]]) -> None:
+        """Keep memory bounded once every state is in the table: past the limit, forget them all but those of the
+        queued records (`still_needed`: record and customer id; the referral frontier reads their states)."""
+        if len(self.cache) <= self.limit:
+            return
+        self.cache.clear()
+        arrived = stream.current_event
+        for record, customer_id in still_needed:
+            self.load(stream, record, customer_id)
+        stream.current_event = arrived
+
+    def forget(self) -> None:
+        """After a rebalance: states are read from the table again."""
+        self.cache.clear()
+
+    def stored(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, state JSON) in the table, on every partition this worker holds (standbys included)."""
+        yield from self.table.items()
