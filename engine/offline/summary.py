@@ -1,4 +1,4 @@
-"""The replay's summary: customers per step and dimension, perks, rejections, and the operations figures."""
+"""The replay's summary: customers per step and dimension, perks, rejections, and the word-of-mouth figures."""
 
 from __future__ import annotations
 

@@ -145,8 +145,8 @@ class CustomersCollector(Collector):
     """Customers per ladder step and per relationship quadrant on the partitions this worker owns now, read at
     each scrape: summed over the workers of a group, they count every customer once."""
 
-    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]], operations: WordOfMouth) -> None:
-        self.partitions, self.operations = partitions, operations
+    def __init__(self, partitions: Callable[[], Iterable[PartitionCounts]], word_of_mouth: WordOfMouth) -> None:
+        self.partitions, self.word_of_mouth = partitions, word_of_mouth
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         steps: collections.Counter[str] = collections.Counter()
@@ -162,7 +162,7 @@ class CustomersCollector(Collector):
         yield _by_label("escalera_customers_by_relationship",
                         "Customers on this worker's partitions, by relationship quadrant.", "relationship",
                         relationships)  # fmt: skip
-        ops = self.operations
+        ops = self.word_of_mouth
         yield GaugeMetricFamily("escalera_formal_complaints", "Formal complaints made by this worker's customers.",
                                 value=formal)  # fmt: skip
         yield GaugeMetricFamily(

@@ -69,13 +69,15 @@ class Sent:
 class FakeTopic:
     """A topic the processor sends to: records what `send_soon` queued."""
 
-    def __init__(self, name: str, calls: list[str]) -> None:
-        self.name, self.calls = name, calls
+    def __init__(self, name: str, calls: list[str], journal: list[tuple[str, Sent]]) -> None:
+        self.name, self.calls, self.journal = name, calls, journal
         self.sent: list[Sent] = []
 
     def send_soon(self, *, key: bytes | None = None, value: bytes | None = None, partition: int | None = None) -> Any:
         assert value is not None
-        self.sent.append(Sent(key, value, partition))
+        sent = Sent(key, value, partition)
+        self.sent.append(sent)
+        self.journal.append((self.name, sent))
         self.calls.append(f"send {self.name}")
 
     def get_topic_name(self) -> str:
@@ -98,8 +100,8 @@ class Write:
 class FakeTable:
     """Faust's table over RocksDB, as far as the processor sees it: one store per partition."""
 
-    def __init__(self, calls: list[str], name: str = "customers") -> None:
-        self.calls, self._name = calls, name
+    def __init__(self, calls: list[str], partitions: int, name: str = "customers") -> None:
+        self.calls, self.partitions, self._name = calls, partitions, name
         self.parts: dict[int, dict[bytes, bytes]] = {}
         self.writes: list[Write] = []
 
@@ -145,7 +147,10 @@ class FakeTable:
         raw = self.parts.get(partition_of(customer_id.encode(), self.partitions), {}).get(customer_id.encode())
         return None if raw is None else CustomerState.from_json(raw)
 
-    partitions = 1  # set by the harness
+    def put(self, state: CustomerState) -> None:
+        """A state already in the table (restored from the changelog), on its customer's partition."""
+        key = state.customer_id.encode()
+        self.parts.setdefault(partition_of(key, self.partitions), {})[key] = state.to_json()
 
 
 @dataclass
@@ -242,19 +247,22 @@ class Harness:
             }
         )
         self.partitions = partitions
-        self.calls: list[str] = []
+        self.calls: list[str] = []  # sends, flushes, table writes and acknowledgements, in order
+        self.journal: list[tuple[str, Sent]] = []  # every record sent, with its topic, in order
         s = self.settings
-        table = FakeTable(self.calls)
-        table.partitions = partitions
+        self.table = FakeTable(self.calls, partitions)
+
+        def topic(name: str) -> FakeTopic:
+            return FakeTopic(name, self.calls, self.journal)
+
         self.channels = FakeChannels(
-            perks=FakeTopic(s.topic_perks, self.calls),
-            transitions=FakeTopic(s.topic_transitions, self.calls),
-            dead_letters=FakeTopic(s.topic_dlq, self.calls),
-            internal=FakeTopic(s.internal_topic, self.calls),
-            partition_stats=FakeTopic(s.partition_stats_topic, self.calls),
-            customers=table,
+            perks=topic(s.topic_perks),
+            transitions=topic(s.topic_transitions),
+            dead_letters=topic(s.topic_dlq),
+            internal=topic(s.internal_topic),
+            partition_stats=topic(s.partition_stats_topic),
+            customers=self.table,
         )
-        self.table = table
         self.consumer = FakeConsumer()
         self.producer = FakeProducer(self.calls)
         self.stream = FakeStream(self.calls)
@@ -291,10 +299,8 @@ class Harness:
 
     def event(self, topic: str, event: Any, key: bytes | None = None, partition: int | None = None) -> FakeRecord:
         """An inbound event's record, keyed by its customer unless `key` says otherwise."""
-        from schemas.construct import flat_json
-
         key = event.customer_id.encode() if key is None else key
-        return self.record(topic, flat_json(event), key, partition)
+        return self.record(topic, event.model_dump_json().encode(), key, partition)
 
     def internal(self, internal: records.InternalRecord, partition: int, key: bytes | None = None) -> FakeRecord:
         """A record of the internal topic."""
@@ -329,10 +335,8 @@ class Harness:
 
     def decisions(self) -> list[dict[str, Any]]:
         """Every decision sent (perks and transitions), in the order sent."""
-        perks, transitions = self.channels.perks, self.channels.transitions
-        order = [call for call in self.calls if call in (f"send {perks.name}", f"send {transitions.name}")]
-        queues = {f"send {perks.name}": iter(perks.sent), f"send {transitions.name}": iter(transitions.sent)}
-        return [orjson.loads(next(queues[call]).value) for call in order]
+        topics = {self.channels.perks.name, self.channels.transitions.name}
+        return [orjson.loads(sent.value) for topic, sent in self.journal if topic in topics]
 
     def sent_to_internal(self, tag: bytes) -> list[Sent]:
         return [sent for sent in self.channels.internal.sent if sent.value[:1] == tag]

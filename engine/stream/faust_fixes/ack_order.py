@@ -4,7 +4,8 @@ Faust commits past a one-record gap at the head of a partition's acknowledged of
 its first commit (`Consumer._new_offset`; faust-streaming #606 and #312 are about its gap handling): a record
 acknowledged while an earlier one of its partition still waits (a dead letter read while an earlier event waits
 in the event-time merge) could have its offset committed past the earlier one, which a crash then loses. So a
-finished record is acknowledged only once every earlier record of its partition has finished.
+finished record is acknowledged only once every earlier record of its partition has finished (found by
+tests/reliability/test_crash.py, RELIABILITY.md fault 2; the rule itself in tests/unit/test_ack_order.py).
 """
 
 from __future__ import annotations
