@@ -3,16 +3,24 @@
 Time-driven outcomes (inactivity, window roll-off, demotion, at-risk) run at UTC day boundaries of that
 clock, for each partition after its own earlier events and before its later ones, so a backfill of last
 year's events gives what the offline replay gives. When a partition is idle, its clock follows the
-latest time seen on any partition, and then (if allowed) the wall clock, so a quiet shop still notices
-who stopped buying.
+latest time seen on any partition, and then (if allowed) the wall clock — but only when the events are live or
+the input has gone quiet, never during a backfill — so a quiet shop still notices who stopped buying, and a
+history published at any rate is never overtaken by today.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.loyalty.evolve import day_start
+
+# The wall clock is followed only when it cannot sweep ahead of data still arriving (issue 15): a backfill of last
+# year published at 100 events/s used to find a partition momentarily drained, jump it to today and sweep every
+# customer there, before the rest of their history arrived (tests/integration/test_real_arrival.py: 73 of 150
+# customers wrong, win-back offers the replay never grants).
+LIVE_WITHIN = timedelta(seconds=60)  # the latest event this close to the wall clock: the shop is live
+QUIET_AFTER = 30.0  # seconds without an inbound record: whatever was being published has arrived
 
 
 @dataclass
@@ -46,13 +54,18 @@ class StreamClock:
         if self._latest is None or moment > self._latest:
             self._latest = moment
 
-    def idle_tick(self, partition: int, wall_now: datetime) -> datetime | None:
-        """For an idle partition: follow the latest time seen anywhere, then the wall clock if allowed."""
+    def idle_tick(self, partition: int, wall_now: datetime, quiet_seconds: float) -> datetime | None:
+        """For an idle partition: follow the latest event time seen anywhere, and the wall clock (if allowed) only
+        when that cannot run ahead of events still arriving: the events are live (the latest is within
+        `LIVE_WITHIN` of the wall clock), or nothing has arrived for `QUIET_AFTER` seconds (`quiet_seconds`: since
+        this worker last read an inbound record), so a backfill is over or the shop is quiet. Before any event,
+        nothing moves: a history may be about to arrive."""
         target = self._latest
-        if self.wall_clock_when_idle and (target is None or wall_now > target):
-            target = wall_now
         if target is None:
             return None
+        live = wall_now - target <= LIVE_WITHIN
+        if self.wall_clock_when_idle and wall_now > target and (live or quiet_seconds >= QUIET_AFTER):
+            target = wall_now
         return self._advance(partition, target)
 
     def restore(self, partition: int, moment: datetime) -> None:

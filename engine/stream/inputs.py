@@ -8,6 +8,7 @@ beside the read offsets it is computed from, and the consumer lag reported on /m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -37,6 +38,7 @@ class Inputs(Generic[T]):
         self.merge: EventTimeMerge[Input, T] = EventTimeMerge()
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
         self.last_read: dict[Input, datetime] = {}
+        self.arrived = time.monotonic()  # when an inbound record was last read (or reading began)
 
     def follow(self, owned: Iterable[int]) -> None:
         """After a rebalance: merge the inputs of the owned partitions (local credits first, then the inbound topics
@@ -58,6 +60,11 @@ class Inputs(Generic[T]):
     def read(self, tp: TP, offset: int) -> None:
         """A record of an inbound topic partition was read."""
         self.offsets[tp] = offset
+        self.arrived = time.monotonic()
+
+    def quiet_seconds(self) -> float:
+        """How long no inbound record has arrived (the stream clock's rule for following the wall clock)."""
+        return time.monotonic() - self.arrived
 
     def queue(self, source: Input, occurred_at: datetime, item: T) -> None:
         """Queue an item read from `source` (or, for local credits, made here) at its event time."""

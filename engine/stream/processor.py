@@ -236,7 +236,7 @@ class Processor:
         latest = self.board.latest()
         if latest is not None:
             self.clock.heard(latest)
-        target = self.clock.idle_tick(partition, datetime.now(UTC))
+        target = self.clock.idle_tick(partition, datetime.now(UTC), self.inputs.quiet_seconds())
         if target is not None:
             self._sweep(stream, record, partition, target)
         if self.population.due(owned):

@@ -16,6 +16,7 @@ from engine.broker.partitioner import partition_of
 from engine.errors import NotOwnedHere
 from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve
 from engine.stream import records
+from engine.stream.clock import QUIET_AFTER
 from schemas.construct import flat_json
 from schemas.events import InboundEvent
 from tests.unit.loyalty_builders import at, erase, interest, purchase, register, run
@@ -316,12 +317,16 @@ def test_a_tick_is_acknowledged_and_without_the_wall_clock_does_not_move_time() 
     assert state is not None and state.clock == at(0)
 
 
-def test_a_tick_on_an_idle_partition_follows_the_wall_clock_when_allowed() -> None:
+def test_a_tick_on_an_idle_partition_follows_the_wall_clock_once_the_input_is_quiet() -> None:
     h = Harness(wall_clock_when_idle=True)
     h.run(h.event(PURCHASES, purchase("c-1", 0)))
     h.run(h.internal(records.Tick(), partition=0))
+    assert h.processor.clock.now(0) == at(0)  # months behind the wall clock and just read: a backfill may go on
+    assert h.metric("escalera_time_sweeps_total") == 0
 
-    assert (h.settings.internal_topic, 0, 0) in h.stream.offsets()
+    h.processor.inputs.arrived -= QUIET_AFTER  # nothing has arrived since: the backfill is over
+    h.run(h.internal(records.Tick(), partition=0))
+    assert (h.settings.internal_topic, 0, 1) in h.stream.offsets()
     now = h.processor.clock.now(0)
     assert now is not None and now > at(300)  # the wall clock: long after the purchase
     assert h.metric("escalera_time_sweeps_total") >= 1

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from engine.stream.clock import StreamClock, day_start
+from engine.stream.clock import QUIET_AFTER, StreamClock, day_start
 
 
 def at(text: str) -> datetime:
@@ -44,24 +44,51 @@ def test_partitions_keep_their_own_time() -> None:
     assert clock.latest == at("2026-03-04T10:00:00+00:00")
 
 
-def test_an_idle_partition_follows_the_latest_time_then_the_wall_clock() -> None:
+def test_an_idle_partition_follows_the_latest_time_then_the_wall_clock_once_the_input_is_quiet() -> None:
     clock = StreamClock(wall_clock_when_idle=True)
     clock.observe(0, at("2026-03-01T10:00:00+00:00"))
     clock.observe(1, at("2026-03-03T10:00:00+00:00"))
-    wall = at("2026-03-01T00:00:00+00:00")  # a backfill: the wall clock is behind stream time
-    assert clock.idle_tick(0, wall) == at("2026-03-03T00:00:00+00:00")
-    assert clock.idle_tick(0, wall) is None  # nothing new
+    wall = at("2026-03-01T00:00:00+00:00")  # the wall clock behind stream time
+    assert clock.idle_tick(0, wall, quiet_seconds=QUIET_AFTER) == at("2026-03-03T00:00:00+00:00")
+    assert clock.idle_tick(0, wall, quiet_seconds=QUIET_AFTER) is None  # nothing new
     later_wall = at("2026-03-10T06:00:00+00:00")
-    assert clock.idle_tick(0, later_wall) == at("2026-03-10T00:00:00+00:00")
+    assert clock.idle_tick(0, later_wall, quiet_seconds=QUIET_AFTER) == at("2026-03-10T00:00:00+00:00")
     assert clock.now(0) == later_wall
+
+
+def test_a_backfill_still_arriving_never_lets_an_idle_partition_jump_to_the_wall_clock() -> None:
+    clock = StreamClock(wall_clock_when_idle=True)
+    clock.observe(0, at("2026-03-01T10:00:00+00:00"))
+    clock.observe(1, at("2026-03-03T10:00:00+00:00"))
+    today = at("2026-09-30T12:00:00+00:00")  # the history is months behind the wall clock, and still coming
+    assert clock.idle_tick(0, today, quiet_seconds=QUIET_AFTER - 1) == at("2026-03-03T00:00:00+00:00")
+    assert clock.now(0) == at("2026-03-03T10:00:00+00:00")  # the latest event time, not today
+    # once nothing has arrived for a while, the backfill is over: the clock reaches today
+    assert clock.idle_tick(0, today, quiet_seconds=QUIET_AFTER) == at("2026-09-30T00:00:00+00:00")
+
+
+def test_live_events_let_an_idle_partition_follow_the_wall_clock_at_once() -> None:
+    clock = StreamClock(wall_clock_when_idle=True)
+    clock.observe(1, at("2026-09-30T23:59:30+00:00"))  # a busy live shop: never quiet
+    wall = at("2026-10-01T00:00:10+00:00")
+    assert clock.idle_tick(0, wall, quiet_seconds=0.0) is None  # partition 0's first time: nothing to sweep
+    assert clock.now(0) == wall
+    clock.observe(1, at("2026-10-01T23:59:50+00:00"))
+    assert clock.idle_tick(0, at("2026-10-02T00:00:05+00:00"), quiet_seconds=0.0) == at("2026-10-02T00:00:00+00:00")
+
+
+def test_before_any_event_an_idle_partition_does_not_move() -> None:
+    clock = StreamClock(wall_clock_when_idle=True)
+    assert clock.idle_tick(0, at("2026-09-30T12:00:00+00:00"), quiet_seconds=3600.0) is None
+    assert clock.now(0) is None  # a history may be about to arrive: its events must not look late
 
 
 def test_without_the_wall_clock_an_idle_partition_stops_at_the_latest_event() -> None:
     clock = StreamClock(wall_clock_when_idle=False)
     clock.observe(0, at("2026-03-01T10:00:00+00:00"))
     clock.observe(1, at("2026-03-03T10:00:00+00:00"))
-    assert clock.idle_tick(0, at("2030-01-01T00:00:00+00:00")) == at("2026-03-03T00:00:00+00:00")
-    assert clock.idle_tick(0, at("2030-01-02T00:00:00+00:00")) is None
+    assert clock.idle_tick(0, at("2030-01-01T00:00:00+00:00"), quiet_seconds=3600.0) == at("2026-03-03T00:00:00+00:00")
+    assert clock.idle_tick(0, at("2030-01-02T00:00:00+00:00"), quiet_seconds=3600.0) is None
     assert clock.now(0) == at("2026-03-03T10:00:00+00:00")
 
 
