@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # the broker accepts 6 to 1800 s by default (group.min/max.session.timeout.ms).
     session_timeout_seconds: Annotated[float, Field(ge=6, le=1800)] = 60.0
     wall_clock_when_idle: bool = True
+    # How long an event waits for an input read to its end before it goes past it: events published up to this
+    # many seconds apart on different topics are applied in event-time order (0: no wait, the lowest latency).
+    arrival_grace_seconds: Annotated[float, Field(ge=0, le=300)] = 1.0
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     max_clock_skew_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 300
 

@@ -5,7 +5,9 @@ topic partition, not all of them together. Each input (a topic partition, or the
 referral credits) is a FIFO queue whose order is kept, late events included; the next item is the head with
 the earliest event time, taken only when every input has a head or has nothing more to read right now.
 This is how Kafka Streams synchronizes the inputs of a task (KIP-353, `max.task.idle.ms`). Ties go to the
-input listed first.
+input listed first. With a grace, an item goes past an input that is empty and read to its end only once it has
+waited the grace since it arrived: an event published a little later on another topic (up to the grace) may still
+come before it in event time (issue 15: events a second apart on two topics were applied in the wrong order).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class EventTimeMerge(Generic[K, T]):
     """One queue per input; `release` gives items in event-time order."""
 
     def __init__(self, inputs: Iterable[K] = ()) -> None:
-        self._queues: dict[K, deque[tuple[datetime, T]]] = {}
+        self._queues: dict[K, deque[tuple[datetime, float, T]]] = {}
         self.set_inputs(inputs)
 
     def set_inputs(self, inputs: Iterable[K]) -> None:
@@ -31,21 +33,32 @@ class EventTimeMerge(Generic[K, T]):
         wanted = list(dict.fromkeys(inputs))
         self._queues = {key: self._queues.get(key) or deque() for key in wanted}
 
-    def push(self, key: K, occurred_at: datetime, item: T) -> None:
-        """Queue an item read from input `key` (an input not followed yet is added last)."""
+    def push(self, key: K, occurred_at: datetime, item: T, arrived: float = 0.0) -> None:
+        """Queue an item read from input `key` that arrived (was published) at time `arrived`, in seconds (an input
+        not followed yet is added last)."""
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = deque()
-        queue.append((occurred_at, item))
+        queue.append((occurred_at, arrived, item))
 
-    def release(self, drained: Callable[[K], bool], until: datetime | None = None) -> Iterator[T]:
+    def release(
+        self,
+        drained: Callable[[K], bool],
+        until: datetime | None = None,
+        grace: float = 0.0,
+        now: float = 0.0,
+        graced: Callable[[K], bool] = lambda _: True,
+    ) -> Iterator[T]:
         """Items that can go now, earliest first; `drained(key)` says an input has nothing more to read.
 
-        With `until`, nothing later than it goes (another worker may still send an earlier item).
+        With `until`, nothing later than it goes (another worker may still send an earlier item). With a `grace`
+        (seconds), the earliest item goes past an empty, drained input for which `graced(key)` holds only once
+        `now - arrived >= grace` (`now` and `arrived` in seconds on the same clock).
         """
         while True:
             best: tuple[datetime, int] | None = None
-            best_queue: deque[tuple[datetime, T]] | None = None
+            best_queue: deque[tuple[datetime, float, T]] | None = None
+            waits_for_late = False
             for rank, (key, queue) in enumerate(self._queues.items()):
                 if queue:
                     head = (queue[0][0], rank)
@@ -53,9 +66,13 @@ class EventTimeMerge(Generic[K, T]):
                         best, best_queue = head, queue
                 elif not drained(key):
                     return  # this input may still hold an earlier event
+                elif grace > 0 and graced(key):
+                    waits_for_late = True
             if best is None or best_queue is None or (until is not None and best[0] > until):
                 return
-            yield best_queue.popleft()[1]
+            if waits_for_late and now - best_queue[0][1] < grace:
+                return  # an empty input may still get an earlier event, published up to the grace later
+            yield best_queue.popleft()[2]
 
     def holding_back(self, drained: Callable[[K], bool]) -> list[K]:
         """The inputs that keep the queued items waiting: nothing queued, and not read to their end."""
@@ -68,7 +85,8 @@ class EventTimeMerge(Generic[K, T]):
     def items(self) -> Iterator[tuple[datetime, T]]:
         """Every queued item with its event time."""
         for queue in self._queues.values():
-            yield from queue
+            for occurred_at, _, item in queue:
+                yield occurred_at, item
 
     def pending(self) -> int:
         """How many items wait."""

@@ -72,9 +72,10 @@ class Processor:
         self.producer = producer
         self.limits = settings.decode_limits(policy.currencies)
         self.internal_topic = channels.internal.get_topic_name()
+        self.table_name = str(channels.customers.name)  # Faust routes a query for a key to its partition's owner
         # One merge over every input this worker owns: partitions cannot run ahead of one another, so a
         # referral credit reaches its referrer before the referrer's later events, as in the replay.
-        self.inputs: Inputs[_Item] = Inputs(consumer, settings.inbound_topics)
+        self.inputs: Inputs[_Item] = Inputs(consumer, settings.inbound_topics, settings.arrival_grace_seconds)
         self.referrals = ReferralFrontier(settings.topic_partitions)
         self.states = BatchStates(channels.customers)
         self.clock = StreamClock(wall_clock_when_idle=settings.wall_clock_when_idle)
@@ -150,7 +151,9 @@ class Processor:
             return True
         self.states.load(stream, record, event.customer_id)  # warm: the frontier reads states without a record
         self.referrals.registered(event)
-        self.inputs.queue((message.topic, message.partition), event.occurred_at, (record, event, True))
+        self.inputs.queue(
+            (message.topic, message.partition), event.occurred_at, (record, event, True), message.timestamp
+        )
         return False
 
     def _release(self, stream: RecordStream) -> list[Any]:
@@ -195,7 +198,8 @@ class Processor:
     def _queue_credit(self, stream: RecordStream, record: Any, internal: records.Credit) -> bool:
         """In event-time order with the partition's own events; acknowledged when applied."""
         credit = internal.credit
-        self.inputs.queue((LOCAL_CREDITS, record.message.partition), credit.occurred_at, (record, credit, True))
+        source = (LOCAL_CREDITS, record.message.partition)
+        self.inputs.queue(source, credit.occurred_at, (record, credit, True), record.message.timestamp)
         return False
 
     def _heard(self, stream: RecordStream, record: Any, mark: records.Watermark) -> bool:
@@ -259,11 +263,6 @@ class Processor:
         if partition not in self.owned_partitions():
             raise NotOwnedHere(f"partition {partition} of customer {customer_id!r} is not owned by this worker")
         return self.states.peek_any(customer_id)
-
-    @property
-    def table_name(self) -> str:
-        """The customer table's name (Faust routes a query for a key of it to the owner of its partition)."""
-        return str(self.channels.customers.name)
 
     def owned_partitions(self) -> list[int]:
         """The partitions of the inbound topics this worker actively owns (not standbys)."""

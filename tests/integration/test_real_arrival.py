@@ -4,18 +4,23 @@ never a perk for a day the history had not reached yet."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+from kafka import KafkaProducer
 
-from engine.broker.publish import publish
+from engine.broker.connection import kafka_python_options
+from engine.broker.publish import publish, route
 from engine.broker.topics import ensure_topics
 from engine.loyalty import DEFAULT_POLICY, CustomerState, DecisionEvent
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
+from engine.settings import Settings
 from schemas.decoder import DecodeLimits
 from tests.integration.engine_harness import (
     WorkerProcess,
@@ -26,6 +31,8 @@ from tests.integration.engine_harness import (
     wait_for_states,
     wait_until,
 )
+
+GRACE_OVERRIDE = {k: v for k, v in os.environ.items() if k == "ESCALERA_ARRIVAL_GRACE_SECONDS"}  # to try others
 
 
 def replay_as_of(lines: list[bytes], as_of: datetime) -> tuple[dict[str, CustomerState], set[str]]:
@@ -86,3 +93,41 @@ def _ready(worker: WorkerProcess) -> bool:
         return worker.get("/ready")[0] == 200
     except OSError:  # not listening yet
         return False
+
+
+def publish_with_delays(settings: Settings, lines: list[bytes], rate: float, delay: Callable[[str], float]) -> None:
+    """Publish `lines` at a steady rate, each line `delay(topic)` seconds after its turn (a topic that lags)."""
+    producer = KafkaProducer(acks="all", linger_ms=5, **kafka_python_options(settings))
+    began = time.monotonic()
+    plan = sorted(
+        (index / rate + delay((where := route(line, settings)).topic), index, where, line)
+        for index, line in enumerate(lines)
+    )
+    for at_second, _, where, line in plan:
+        ahead = began + at_second - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        producer.send(where.topic, key=where.key, value=line)
+    producer.flush()
+    producer.close()
+
+
+def test_a_topic_published_half_a_second_behind_the_others_is_applied_in_event_time_order(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    env = engine_env(bootstrap)
+    del env["ESCALERA_WALL_CLOCK_WHEN_IDLE"]  # default settings: the wall clock on, an arrival grace of 1 s
+    env.update(GRACE_OVERRIDE)
+    settings = settings_of(env)
+    ended = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    lines = list(simulate(SimulationSpec(customers=150, days=365, seed=12, end=ended)))
+    ensure_topics(settings)
+    with running_workers(env, tmp_path) as workers:
+        wait_until(lambda: _ready(workers[0]), 60, "the worker is ready")
+        # registrations and other customer events reach Kafka half a second after the purchases and feedback
+        # that follow them in event time (a shop whose customer service publishes through a slower path)
+        publish_with_delays(settings, lines, 100, lambda topic: 0.5 if topic == settings.topic_customers else 0.0)
+        states, perk_ids = replay_as_of(lines, datetime.now(UTC))
+        wait_for_states(bootstrap, env, states, timeout=150)
+        granted = {value for _, value in read_all(bootstrap, settings.topic_perks) if value is not None}
+    assert {_perk_id(value) for value in granted} == perk_ids

@@ -11,6 +11,7 @@ stream's `current_event` attribute; outside a batch (no current event) a read se
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class FakeMessage:
     topic: str
     partition: int
     offset: int
+    timestamp: float = field(default_factory=lambda: time.time())  # when it was published (seconds), as now
 
     @property
     def tp(self) -> TP:
@@ -239,11 +241,13 @@ class Harness:
         owned: Iterable[int] | None = None,
         wall_clock_when_idle: bool = False,
         policy: Policy = DEFAULT_POLICY,
+        arrival_grace: float = 0.0,
     ) -> None:
         self.settings: Settings = load_settings(
             {
                 "ESCALERA_TOPIC_PARTITIONS": str(partitions),
                 "ESCALERA_WALL_CLOCK_WHEN_IDLE": str(wall_clock_when_idle).lower(),
+                "ESCALERA_ARRIVAL_GRACE_SECONDS": str(arrival_grace),
             }
         )
         self.partitions = partitions

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+import engine.stream.inputs
 from engine.broker.partitioner import partition_of
 from engine.errors import NotOwnedHere
 from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve
@@ -143,6 +144,40 @@ def test_events_read_out_of_order_across_topics_are_applied_in_event_time_order(
     assert h.decisions() != decided([bought, said, joined])
     state = h.table.state("c-1")
     assert state is not None and state.seen_ids == [joined.event_id, bought.event_id, said.event_id]
+
+
+@pytest.mark.parametrize("grace", [1.0, 0.0])
+def test_with_an_arrival_grace_an_event_waits_for_an_earlier_one_published_a_little_later_on_another_topic(
+    monkeypatch: pytest.MonkeyPatch, grace: float
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(engine.stream.inputs.time, "time", lambda: clock[0])
+    h = Harness(arrival_grace=grace)
+    joined, bought = register("c-1", 0), purchase("c-1", 1)
+    h.run(h.event(PURCHASES, bought))  # every input read to its end; the registration is published 0.5 s later
+    clock[0] += 0.5
+    h.run(h.event(CUSTOMERS, joined))
+    if grace:  # the purchase waited: the registration goes first, as in the replay
+        assert h.decisions() == []  # the feedback topic may still bring something earlier...
+        clock[0] += 1.0  # ... but stays empty: after the grace, what waits goes
+        h.run(h.internal(records.Tick(), partition=0))
+        assert h.decisions() == decided([joined, bought])
+    else:  # no wait: the purchase went alone, before the registration
+        assert h.decisions() == decided([bought, joined]) != decided([joined, bought])
+
+
+def test_an_event_waits_no_longer_than_the_arrival_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(engine.stream.inputs.time, "time", lambda: clock[0])
+    h = Harness(arrival_grace=1.0)
+    bought = purchase("c-1", 1)
+    h.run(h.event(PURCHASES, bought))
+    clock[0] += 0.9
+    h.run(h.internal(records.Tick(), partition=0))
+    assert h.decisions() == [] and h.processor.inputs.merge.pending() == 1
+    clock[0] += 0.1  # the grace is over: nothing came before it
+    h.run(h.internal(records.Tick(), partition=0))
+    assert h.decisions() == decided([bought]) and h.processor.inputs.merge.pending() == 0
 
 
 # ---- 4. duplicates -------------------------------------------------------------------------------------------

@@ -131,3 +131,19 @@ def test_a_member_s_spend_is_indexed_once_and_forgotten_when_it_leaves() -> None
     owned.set_spend("c-1", None)
     assert list(owned.by_spend) == [(Decimal("20"), "c-2")] and owned.spends == {"c-2": Decimal("20")}
     assert owned.changed
+
+
+def test_with_a_grace_the_earliest_item_waits_for_an_empty_drained_input_until_it_has_waited_the_grace() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["a", "b", "credits"])
+    merge.push("a", at(5), "a5", 100.0)
+    both_drained = lambda _: True  # noqa: E731
+    assert list(merge.release(both_drained, grace=1.0, now=100.5)) == []  # b may still get an earlier event
+    merge.push("b", at(3), "b3", 100.6)
+    assert list(merge.release(both_drained, grace=1.0, now=100.7)) == []  # b3 is first, but has not waited yet
+    assert list(merge.release(both_drained, grace=1.0, now=101.6)) == ["b3", "a5"]
+    # an input that is never late (the worker's own credits) holds nothing back, and no grace is today's merge
+    merge.push("a", at(9), "a9", 200.0)
+    assert list(merge.release(both_drained, grace=1.0, now=200.0, graced=lambda key: key == "b")) == []
+    assert list(merge.release(both_drained, grace=1.0, now=200.0, graced=lambda _: False)) == ["a9"]
+    merge.push("a", at(10), "a10", 300.0)
+    assert list(merge.release(both_drained, grace=0.0, now=300.0)) == ["a10"]
