@@ -10,8 +10,9 @@ unacknowledged records, which change nothing the second time (at-least-once with
 
 "Record" here is a Faust event (a Kafka record with its message and offset); "event" is a domain event.
 Its parts, each in a module of its own: the internal topic's records (`records`), the inputs and their merge
-(`inputs`), the referral frontier (`referrals`), the batch's states and table writes (`states`), the partitions
-owned (`partitions`, `ownership`), the stream clock (`clock`) and the population figures (`population`). Faust and
+(`inputs`), the referral frontier (`referrals`), the batch's states and table writes (`states`), what an outcome
+leads to (`effects`), the partitions owned (`partitions`, `ownership`), the stream clock (`clock`) and the
+population figures (`population`). Faust and
 Kafka are reached only through the small protocols of `ports`, so the processor is tested with fakes
 (tests/unit/test_processor.py).
 """
