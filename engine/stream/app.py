@@ -23,6 +23,7 @@ class Topology:
     internal: Any  # referral credits and rerouted events keyed by customer, ticks by partition
     partition_stats: Any  # compacted: each partition's population summary, keyed by partition number
     customers: Any  # faust.Table: customer_id (bytes) -> serialized CustomerState
+    agent_input: Any  # what the agent reads: the three inbound topics and the internal topic
 
 
 def create_app(settings: Settings) -> Topology:
@@ -77,4 +78,5 @@ def create_app(settings: Settings) -> Topology:
         internal=topic(settings.internal_topic),
         partition_stats=topic(settings.partition_stats_topic),
         customers=customers,
+        agent_input=topic(*settings.inbound_topics, settings.internal_topic),
     )

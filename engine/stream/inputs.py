@@ -123,9 +123,9 @@ class Inputs(Generic[T]):
         """Nothing queued anywhere and every inbound topic of `partition` read to its end."""
         return self.merge.pending() == 0 and all(self.drained((topic, partition)) for topic in self.inbound)
 
-    def reading(self) -> Iterator[tuple[Input, datetime | None]]:
-        """Each inbound input that still has records to deliver, with the event time of the last record read on it
+    def reading(self) -> Iterator[datetime | None]:
+        """For each inbound input that still has records to deliver, the event time of the last record read on it
         (None: nothing read yet)."""
         for key in self.merge.inputs():
             if key[0] != LOCAL_CREDITS and not self.drained(key):
-                yield key, self.last_read.get(key)
+                yield self.last_read.get(key)

@@ -171,8 +171,7 @@ class Processor:
 
         def frontier() -> datetime | None:
             queued = ((at, event) for at, (_, event, _) in self.inputs.merge.items())
-            reading = (at for _, at in self.inputs.reading())
-            return self.referrals.frontier(queued, reading, self.states.cached)
+            return self.referrals.frontier(queued, self.inputs.reading(), self.states.cached)
 
         for partition, mark in self.referrals.announcement(self.partitions, frontier, again):
             self.effects.send(self.channels.internal, None, records.encode(mark), partition)

@@ -46,13 +46,9 @@ def build_worker(
     ProcessCollector(registry=registry)  # CPU, memory, open files of the worker process
     serve_pages(app, processor, registry)
     deliver_before_commit(app)
-    channel = app.topic(
-        *settings.inbound_topics, topology.internal.get_topic_name(),
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-    )  # fmt: skip
 
     # concurrency=1: the agent writes a table (faust-streaming #606 loses messages with more)
-    @app.agent(channel, concurrency=1, name="escalera.loyalty")
+    @app.agent(topology.agent_input, concurrency=1, name="escalera.loyalty")
     async def loyalty(stream: Any) -> None:
         async for batch in stream.noack_take(BATCH, within=BATCH_WAIT):
             await processor.handle(stream, list(batch))
