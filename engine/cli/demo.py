@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,11 @@ from engine.broker.publish import publish
 from engine.broker.readback import committed_records, table_states
 from engine.broker.topics import ensure_topics
 from engine.errors import EscaleraError
-from engine.loyalty import DEFAULT_POLICY, Policy
+from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
+from engine.offline.compare import state_differences
 from engine.offline.lines import read_lines
 from engine.offline.outputs import write_customers
+from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, write
 from engine.settings import Settings
 from schemas.events import STEPS
@@ -111,7 +114,23 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
         f"{len(states)} customers, {received['perks']} perks granted, {received['transitions']} transitions, "
         f"{received['dead_letters']} events dead-lettered (worker exit code {worker.returncode})"
     )
+    say(_against_the_replay(states, events, policy, settings))
     return spec.out
+
+
+def _against_the_replay(states: dict[str, CustomerState], events: Path, policy: Policy, settings: Settings) -> str:
+    """Whether the worker's customers equal, in every field, what `escalera replay` makes of the same file; if not,
+    which customers and fields differ (the first few)."""
+    replay = Replay(policy, settings.decode_limits(policy.currencies), datetime.now(UTC), lambda _: None,
+                    lambda _: None)  # fmt: skip
+    for line in read_lines(events):
+        replay.feed(line)
+    replay.finish()
+    differences = state_differences(states, replay.states)
+    if not differences:
+        return f"the worker's {len(states)} customers equal the replay's in every field (escalera replay {events})"
+    shown = "; ".join(f"{customer}: {what}" for customer, what in list(differences.items())[:3])
+    return f"{len(differences)} of {len(replay.states)} customers differ from the replay of {events}: {shown}"
 
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

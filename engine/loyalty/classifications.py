@@ -76,7 +76,11 @@ def why_frequency(value: str, f: Figures, policy: Policy) -> Why:
 
 def volume(f: Figures, population: Population) -> str:
     """High: among the top spenders who make 80% of all spend; low: below the mean; medium: the rest."""
-    spend = f.window_spend
+    return volume_of(f.window_spend, population)
+
+
+def volume_of(spend: Decimal, population: Population) -> str:
+    """`volume` of a window spend."""
     if spend <= 0:
         return "none"
     if population.customers and spend >= population.high_volume_threshold:
@@ -86,7 +90,12 @@ def volume(f: Figures, population: Population) -> str:
 
 def why_volume(value: str, f: Figures, population: Population) -> Why:
     """Words a volume value."""
-    spend, mean = f.window_spend, population.mean_spend
+    return why_volume_of(value, f.window_spend, population)
+
+
+def why_volume_of(value: str, spend: Decimal, population: Population) -> Why:
+    """`why_volume` of a window spend."""
+    mean = population.mean_spend
     evidence: Evidence = {
         "window_spend": str(spend),
         "high_volume_threshold": str(population.high_volume_threshold),

@@ -41,6 +41,10 @@ class DueCalendar:
             for customer_id in sorted(self._customers.pop(day)):
                 yield day, customer_id
 
+    def next_day(self) -> datetime | None:
+        """The earliest day anyone is filed under (the entry may be stale)."""
+        return self._days[0] if self._days else None
+
     def entries(self) -> list[tuple[datetime, str]]:
         """Every entry, in the order `take` would give them."""
         return sorted((day, customer_id) for day, customers in self._customers.items() for customer_id in customers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from engine.loyalty import classifications as rules
@@ -79,15 +80,23 @@ def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy,
 
 
 def evaluate_volume(
-    state: CustomerState, population: Population, caused_by: str, policy: Policy, out: Recorder
+    state: CustomerState,
+    population: Population,
+    at: datetime,
+    caused_by: str,
+    policy: Policy,
+    out: Recorder,
+    spend: Decimal | None = None,
 ) -> None:
-    """Classify volume against the population, with the figures as of the customer's own clock."""
-    f = figures(state, state.clock, policy)
-    volume = rules.volume(f, population)
+    """Classify volume at `at` (a day boundary: see `engine.loyalty.volume`) against the population as of then;
+    `spend`: the customer's window spend at `at`, when the caller knows it already."""
+    if spend is None:
+        spend = figures(state, at, policy).window_spend
+    volume = rules.volume_of(spend, population)
     if volume != state.volume:
-        moment = _Moment(state, state.clock, caused_by, policy, out)
-        moment.change("volume", state.volume, volume, rules.why_volume(volume, f, population))
-        state.volume = volume
+        moment = _Moment(state, at, caused_by, policy, out)
+        moment.change("volume", state.volume, volume, rules.why_volume_of(volume, spend, population))
+        state.volume, state.volume_since = volume, at
 
 
 def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
@@ -141,6 +150,10 @@ class _Moment:
 
     def decision(self, event_id: str, rule: str, why: Why) -> dict[str, Any]:
         """The fields every decision carries, in the contract's order (the type-specific ones follow)."""
+        late = self.out.late
+        if late is not None:
+            text = f" The event arrived late: it happened at {late.isoformat()}, after what was decided as of "
+            why = why[0] + text + f"{self.at.isoformat()}.", {**why[1], "arrived_late": late.isoformat()}
         return {
             "event_id": event_id,
             "customer_id": self.state.customer_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 
 from engine.loyalty.evaluation import evaluate, evaluate_volume, grant_referral_reward
 from engine.loyalty.facts import already_applied, apply
@@ -36,6 +37,10 @@ def evolve_in_place(state: CustomerState | None, event: InboundEvent | ReferralC
         state = CustomerState(customer_id=event.customer_id, clock=event.occurred_at)
     else:
         _catch_up(state, event.occurred_at, policy, out)
+        if event.occurred_at < state.clock:
+            # Late: the customer's state is already past it (a later event, or a midnight). It is applied all the
+            # same (a purchase uploaded days late by an offline till still counts) and what it decides says so.
+            out.late = event.occurred_at
     credit = apply(state, event, policy)
     if credit is not None:
         out.referrals.append(credit)
@@ -58,13 +63,18 @@ def sweep(state: CustomerState, now: datetime, policy: Policy, population: Popul
 
 
 def sweep_in_place(
-    state: CustomerState, now: datetime, policy: Policy, population: Population | None = None
+    state: CustomerState,
+    now: datetime,
+    policy: Policy,
+    population: Population | None = None,
+    spend: Decimal | None = None,
 ) -> Outcome:
-    """`sweep` for the owner of the state: `state` itself becomes the next state."""
+    """`sweep` for the owner of the state: `state` itself becomes the next state (`spend`: the customer's window
+    spend at `now`, when the caller knows it)."""
     out = Recorder()
     _catch_up(state, now, policy, out)
     if population is not None:
-        evaluate_volume(state, population, f"sweep:{now.date().isoformat()}", policy, out)
+        evaluate_volume(state, population, now, f"sweep:{now.date().isoformat()}", policy, out, spend)
     return out.outcome(state)
 
 

@@ -74,6 +74,16 @@ def figures(state: CustomerState, at: datetime, policy: Policy) -> Figures:
     )
 
 
+def window_spend(state: CustomerState, at: datetime, policy: Policy) -> Decimal:
+    """`figures(state, at, policy).window_spend`, alone (what a midnight's volume pass settles for many customers)."""
+    start = at - policy.spans.window
+    spend = _ZERO
+    for _, bought, amount, refunded in state.purchases:
+        if start < bought <= at and refunded < amount:
+            spend += amount - refunded
+    return spend
+
+
 def _median(values: list[float]) -> float:
     """The middle value, or the mean of the two middle ones (as `statistics.median` computes it)."""
     ordered = sorted(values)

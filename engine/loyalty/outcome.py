@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -46,6 +47,7 @@ class Recorder:
     emitted: list[DecisionEvent] = field(default_factory=list)
     suppressed: list[SuppressedPerk] = field(default_factory=list)
     referrals: list[ReferralCredited] = field(default_factory=list)
+    late: datetime | None = None  # the time of the event being applied, when it came after later ones (see evolve)
 
     def outcome(self, state: CustomerState | None, duplicate: bool = False) -> Outcome:
         """Freeze what was recorded."""

@@ -44,6 +44,7 @@ class CustomerState:
     activity: str = "never"
     frequency: str = "none"
     volume: str = "none"
+    volume_since: datetime | None = None  # the midnight its volume class was last changed at (see loyalty.volume)
     satisfaction: str = "unknown"
     influence: str = "none"
     relationship: str = "unknown"
@@ -78,8 +79,9 @@ class CustomerState:
             "demotion_pending_since",
             "strong_since",
             "due",
+            "volume_since",
         ):
-            if data[name] is not None:
+            if data.get(name) is not None:  # (volume_since: absent from states written before it was kept)
                 data[name] = datetime.fromisoformat(data[name])
         if data["share_of_wallet"] is not None:
             data["share_of_wallet"] = Decimal(data["share_of_wallet"])

@@ -16,10 +16,9 @@ from engine.loyalty import (
     ReferralCredited,
     day_start,
     evolve_in_place,
-    sweep_in_place,
 )
 from engine.loyalty.due import DueCalendar, sweep_due
-from engine.loyalty.figures import figures
+from engine.loyalty.volume import SpendBook, classify_day
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
 
@@ -34,6 +33,7 @@ class ReplayCounts:
     lines: int = 0
     events: int = 0
     duplicates: int = 0
+    late: int = 0  # events older than an event before them in the file (or a midnight passed): applied all the same
     erased: int = 0
     rejections: Counter[str] = field(default_factory=Counter)
     perks_granted: Counter[str] = field(default_factory=Counter)
@@ -57,7 +57,8 @@ class Replay:
         self.states: dict[str, CustomerState] = {}
         self.due = DueCalendar()
         self.clock: datetime | None = None
-        self._next_midnight: datetime | None = None  # the first day boundary after the clock
+        self.book = SpendBook()  # every customer's window spend as of the last midnight passed
+        self._passed: datetime | None = None  # the last midnight passed (volume classified as of it)
         self.counts = ReplayCounts()
 
     def feed(self, raw: bytes) -> None:
@@ -70,22 +71,50 @@ class Replay:
             return
         self.counts.events += 1
         moment = result.occurred_at
-        if self.clock is None or moment > self.clock:
-            if self._next_midnight is not None and moment >= self._next_midnight:
-                self._sweep_due(day_start(moment))  # time passed a day boundary: those who are due first
+        if self.clock is None:
+            self.clock, self._passed = moment, day_start(moment)
+        elif moment > self.clock:
+            self._pass_days(day_start(moment))  # time passed day boundaries: sweeps and volume first
             self.clock = moment
-            self._next_midnight = day_start(moment) + DAY
+        elif moment < self.clock:
+            self.counts.late += 1
         self._apply(result)
 
     def finish(self, as_of: datetime | None = None) -> Population:
-        """The final sweep at `as_of` (default: the latest event time), volume against the exact population."""
+        """The final sweep at `as_of` (default: the latest event time): every midnight up to it is passed, with
+        volume classified at each (not at `as_of` itself: volume is decided at day boundaries, as the worker
+        does). Returns the population as of the last midnight passed."""
         moment = as_of or self.clock or EPOCH
+        if self._passed is not None:
+            self._pass_days(day_start(moment))
         self._sweep_due(moment)
-        spends = (figures(state, state.clock, self.policy).window_spend for state in self.states.values())
-        population = Population.compute(spends, self.policy.classification.high_volume_share)
-        for customer_id in sorted(self.states):
-            self._record(customer_id, sweep_in_place(self.states[customer_id], moment, self.policy, population), None)
-        return population
+        return self.book.population or Population.EMPTY
+
+    def _pass_days(self, until: datetime) -> None:
+        """Pass every midnight up to `until` (a midnight): sweep who is due, then classify volume against the
+        population as of that midnight. A midnight with no change since the last one is skipped: it would change
+        nothing (the worker passes it, to the same effect)."""
+        assert self._passed is not None
+        while True:
+            if self.book.touched:
+                day = self._passed + DAY
+            else:  # nothing changed since the last midnight: the next one that matters is when someone is due
+                upcoming = self.due.next_day()
+                if upcoming is None:
+                    break
+                day = max(self._passed + DAY, upcoming)
+            if day > until:
+                break
+            self._sweep_due(day)
+            self.book.settle(day, self.states.get, self.policy)
+            population = self.book.population
+            if self.book.changed or population is None:
+                population = self.book.population_of_all(self.policy.classification.high_volume_share)
+                self.book.changed = False
+            for customer_id, outcome, due in classify_day(self.book, day, population, self.states.get, self.policy):
+                self._record(customer_id, outcome, due)
+            self._passed = day
+        self._passed = max(self._passed, until)
 
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
         state = self.states.get(event.customer_id)
@@ -104,9 +133,11 @@ class Replay:
         if outcome.duplicate:
             self.counts.duplicates += 1
             return
+        self.book.touched.add(customer_id)
         if outcome.state is None:
             self.counts.erased += customer_id in self.states
             self.states.pop(customer_id, None)
+            self.book.set_spend(customer_id, None)
         else:
             self.states[customer_id] = outcome.state
             due = outcome.state.due

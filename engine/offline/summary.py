@@ -31,6 +31,7 @@ def summary(states: Iterable[CustomerState], counts: ReplayCounts, policy: Polic
         "lines": counts.lines,
         "events": counts.events,
         "duplicates_ignored": counts.duplicates,
+        "late_events": counts.late,
         "customers": len(customers),
         "customers_erased": counts.erased,
         "steps": {step: steps.get(step, 0) for step in STEPS},

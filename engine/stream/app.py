@@ -10,6 +10,7 @@ import faust
 from engine.broker.connection import faust_credentials
 from engine.broker.topics import changelog_config
 from engine.settings import Settings
+from engine.stream.faust_fixes.isolation import read_committed
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> Topology:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),  # a third of it at most
         producer_max_batch_size=262_144,
     )
+    read_committed(app)  # committed records only, processing still at-least-once (faust_fixes.isolation)
 
     def topic(*names: str, **options: Any) -> Any:
         return app.topic(

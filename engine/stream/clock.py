@@ -68,6 +68,12 @@ class StreamClock:
             target = wall_now
         return self._advance(partition, target)
 
+    def reach(self, partition: int, moment: datetime) -> None:
+        """The worker passed a midnight for all its partitions: the partition's time is at least `moment`."""
+        previous = self._partitions.get(partition)
+        if previous is None or moment > previous:
+            self._partitions[partition] = moment
+
     def restore(self, partition: int, moment: datetime) -> None:
         """Set a partition's time from a saved state (after a restart or a rebalance): the latest of those restored."""
         previous = self._partitions.get(partition)

@@ -4,6 +4,10 @@ An input is an owned inbound topic partition, or the worker's own queue of refer
 partition (`LOCAL_CREDITS`, never read from Kafka). The merge (`engine.stream.merge`) lets a queued event go only
 when every input has one queued or has nothing more to read right now: its idleness rule is `drained`, kept here
 beside the read offsets it is computed from, and the consumer lag reported on /metrics is the same arithmetic.
+
+The worker reads committed records only (`faust_fixes.isolation`): a partition's end is its last stable offset, and
+the offsets the consumer reads past without handing a record over (transaction markers, aborted records) are
+nothing to wait for.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from faust.types import TP
 
@@ -23,9 +27,18 @@ T = TypeVar("T")
 
 
 class Highwaters(Protocol):
-    """What the inputs need of Faust's consumer: the offset after the last record of a topic partition."""
+    """What the inputs need of Faust's consumer: the end of what can be read of a topic partition now (under
+    read_committed, its last stable offset)."""
 
     def highwater(self, tp: TP) -> int | None: ...
+
+
+@runtime_checkable
+class Skips(Protocol):
+    """What `faust_fixes.isolation` adds to Faust's consumer: (start, stop), it has handed over no record of a topic
+    partition from `start` on and has read it up to `stop` (None: not known). Without it, markers count as records."""
+
+    def skipped(self, tp: TP) -> tuple[int, int] | None: ...
 
 
 class Inputs(Generic[T]):
@@ -34,6 +47,7 @@ class Inputs(Generic[T]):
 
     def __init__(self, consumer: Highwaters, inbound_topics: Iterable[str], grace: float = 0.0) -> None:
         self.consumer, self.grace = consumer, grace  # grace: see `release`
+        self.skips = consumer if isinstance(consumer, Skips) else None
         self.inbound = tuple(inbound_topics)
         self.merge: EventTimeMerge[Input, T] = EventTimeMerge()
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
@@ -84,16 +98,28 @@ class Inputs(Generic[T]):
             self.drained, until, self.grace, time.time(), graced=lambda key: key[0] != LOCAL_CREDITS
         )
 
+    def ready(self) -> datetime | None:
+        """The event time of the item `release` would give next with no limit (None: it would give none)."""
+        return self.merge.ready(self.drained, self.grace, time.time(), graced=lambda key: key[0] != LOCAL_CREDITS)
+
     def remaining(self, tp: TP) -> int | None:
-        """Records of an inbound topic partition not read yet (None: its end is not known yet)."""
-        highwater = self.consumer.highwater(tp)
-        if highwater is None:
+        """Records of an inbound topic partition not read yet (None: its end is not known yet): the offsets up to its
+        end, unless the consumer has read up to the end handing over no record past the last one read (what lies
+        there is transaction markers and aborted records, which are never handed over)."""
+        end = self.consumer.highwater(tp)
+        if end is None:
             return None
         seen = self.offsets.get(tp)
-        return max(0, highwater - (0 if seen is None else seen + 1))
+        due = 0 if seen is None else seen + 1
+        if due >= end:
+            return 0
+        skipped = None if self.skips is None else self.skips.skipped(tp)
+        if skipped is not None and skipped[0] <= due and skipped[1] >= end:
+            return 0
+        return end - due
 
     def drained(self, key: Input) -> bool:
-        """Nothing more to read now at an input: every record up to its high watermark has been read."""
+        """Nothing more to read now at an input: every record up to its end (the last stable offset) has been read."""
         if key[0] == LOCAL_CREDITS:
             return True  # filled while applying events, never read
         return self.remaining(TP(*key)) == 0

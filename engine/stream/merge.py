@@ -51,28 +51,48 @@ class EventTimeMerge(Generic[K, T]):
     ) -> Iterator[T]:
         """Items that can go now, earliest first; `drained(key)` says an input has nothing more to read.
 
-        With `until`, nothing later than it goes (another worker may still send an earlier item). With a `grace`
-        (seconds), the earliest item goes past an empty, drained input for which `graced(key)` holds only once
-        `now - arrived >= grace` (`now` and `arrived` in seconds on the same clock).
+        With `until`, nothing later than it goes (another worker may still send an earlier item, or a midnight
+        is still to be passed). With a `grace` (seconds), the earliest item goes past an empty, drained input for
+        which `graced(key)` holds only once `now - arrived >= grace` (`now` and `arrived` in seconds on the same
+        clock).
         """
-        while True:
-            best: tuple[datetime, int] | None = None
-            best_queue: deque[tuple[datetime, float, T]] | None = None
-            waits_for_late = False
-            for rank, (key, queue) in enumerate(self._queues.items()):
-                if queue:
-                    head = (queue[0][0], rank)
-                    if best is None or head < best:
-                        best, best_queue = head, queue
-                elif not drained(key):
-                    return  # this input may still hold an earlier event
-                elif grace > 0 and graced(key):
-                    waits_for_late = True
-            if best is None or best_queue is None or (until is not None and best[0] > until):
+        while (queue := self._next(drained, grace, now, graced)) is not None:
+            if until is not None and queue[0][0] > until:
                 return
-            if waits_for_late and now - best_queue[0][1] < grace:
-                return  # an empty input may still get an earlier event, published up to the grace later
-            yield best_queue.popleft()[2]
+            yield queue.popleft()[2]
+
+    def ready(
+        self,
+        drained: Callable[[K], bool],
+        grace: float = 0.0,
+        now: float = 0.0,
+        graced: Callable[[K], bool] = lambda _: True,
+    ) -> datetime | None:
+        """The event time of the item `release` would give next with no `until` (None: it would give none)."""
+        queue = self._next(drained, grace, now, graced)
+        return None if queue is None else queue[0][0]
+
+    def _next(
+        self, drained: Callable[[K], bool], grace: float, now: float, graced: Callable[[K], bool]
+    ) -> deque[tuple[datetime, float, T]] | None:
+        """The queue whose head goes next, if one may go now."""
+        best: tuple[datetime, int] | None = None
+        best_queue: deque[tuple[datetime, float, T]] | None = None
+        waits_for_late = False
+        for rank, (key, queue) in enumerate(self._queues.items()):
+            if queue:
+                head = (queue[0][0], rank)
+                if best is None or head < best:
+                    best, best_queue = head, queue
+            elif not drained(key):
+                return None  # this input may still hold an earlier event
+            elif grace > 0 and graced(key):
+                waits_for_late = True
+        if best_queue is None:
+            return None
+        if waits_for_late and now - best_queue[0][1] < grace:
+            return None  # an empty input may still get an earlier event, published up to the grace later
+        return best_queue
 
     def holding_back(self, drained: Callable[[K], bool]) -> list[K]:
         """The inputs that keep the queued items waiting: nothing queued, and not read to their end."""

@@ -75,6 +75,19 @@ class WorkerMetrics:
             "Customers to whom the passage of time was applied at a day boundary they were due at.",
             registry=registry,
         )
+        self.late = Counter(
+            "escalera_late_events",
+            "Inbound events applied after a later event or a midnight of their partition had been (beyond the "
+            "arrival grace): applied all the same, and their decisions say they arrived late.",
+            ["topic"],
+            registry=registry,
+        )
+        self.lateness = Histogram(
+            "escalera_event_lateness_seconds",
+            "How far behind its partition's stream time a late event was, in event time.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
         self.read_again = Counter(
             "escalera_records_read_again",
             "Records put back because Faust skipped earlier ones of their partition: read again in order "
@@ -92,6 +105,7 @@ class WorkerMetrics:
                 for outcome in ("applied", "duplicate"):
                     self.events.labels(topic, event_type, outcome)
             self.events.labels(topic, NONE, "rejected")
+            self.late.labels(topic)
         for reason in get_args(RejectionReason):
             self.dead_letters.labels(reason)
         for perk in get_args(PerkType):

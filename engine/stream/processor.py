@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.broker.partitioner import partition_of
 from engine.errors import NotOwnedHere
-from engine.loyalty import CustomerState, Policy, ReferralCredited, evolve_in_place
+from engine.loyalty import CustomerState, Policy, ReferralCredited, day_start, evolve_in_place
 from engine.loyalty.due import sweep_due
+from engine.loyalty.volume import classify_day
 from engine.settings import Settings
 from engine.stream import records
 from engine.stream.clock import StreamClock
@@ -40,7 +41,7 @@ from engine.stream.inputs import LOCAL_CREDITS, Inputs
 from engine.stream.metrics import WorkerMetrics
 from engine.stream.ownership import Ownership
 from engine.stream.partitions import OwnedPartition
-from engine.stream.population import PartitionSummary, PopulationBoard, PopulationPass
+from engine.stream.population import PartitionSummary, PopulationBoard, population_record
 from engine.stream.ports import Channels, Consumer, Producer, RecordStream
 from engine.stream.referrals import ReferralFrontier
 from engine.stream.states import BatchStates
@@ -51,6 +52,8 @@ log = logging.getLogger("escalera.worker")
 
 BATCH = 1000  # records per batch at most
 BATCH_WAIT = 0.02  # seconds a batch waits to fill
+DAY = timedelta(days=1)
+_BEFORE = timedelta(microseconds=1)  # the merge lets go items up to a time inclusive: just before a midnight
 
 _Item = tuple[Any, InboundEvent | ReferralCredited, bool]
 """A queued record: the Faust record (its partition is where the state is written), what it says, and whether
@@ -81,7 +84,12 @@ class Processor:
         self.states = BatchStates(channels.customers)
         self.clock = StreamClock(wall_clock_when_idle=settings.wall_clock_when_idle)
         self.board = PopulationBoard(settings.topic_partitions, policy.classification.high_volume_share)
-        self.population = PopulationPass(self.board, self.clock, policy)
+        self.next_day: datetime | None = None  # the next midnight to pass (volume on event time)
+        self.waiting: datetime | None = None  # a midnight whose population other workers have yet to complete
+        self._settled: datetime | None = None  # the last midnight whose summaries were posted
+        # Per partition, the latest event time applied or midnight passed: an event older than it is late (the stream
+        # clock's own time also follows other partitions when idle, which says nothing of this partition's order).
+        self.passed: dict[int, datetime] = {}
         self.ownership = Ownership(consumer, settings.inbound_topics, self.internal_topic)
         self.acks = AckOrder()
         self.continuity = Continuity(consumer)
@@ -158,13 +166,25 @@ class Processor:
         return False
 
     def _release(self, stream: RecordStream) -> list[Any]:
-        """Apply what the merge and the other workers' watermarks let go; return the records to acknowledge."""
+        """Apply what the merge, the other workers' watermarks and the next midnight let go, passing midnights when
+        every event before them is applied; return the records to acknowledge."""
         released = []
-        for record, event, acknowledge in self.inputs.release(self.referrals.barrier(self.partitions)):
-            self._apply(stream, record, event, consumed=acknowledge)
-            if acknowledge:
-                released.append(record)
-        return released
+        while True:
+            if self.next_day is None and (first := self.inputs.ready()) is not None:
+                self.next_day = day_start(first) + DAY
+            barrier = self.referrals.barrier(self.partitions)
+            until = barrier if self.next_day is None else min(barrier or self.next_day, self.next_day - _BEFORE)
+            for record, event, acknowledge in self.inputs.release(until):
+                self._apply(stream, record, event, consumed=acknowledge)
+                if acknowledge:
+                    released.append(record)
+            ready = self.inputs.ready()
+            if ready is None or self.next_day is None or ready < self.next_day:
+                return released  # waiting for an input, or for another worker's referral credits
+            if barrier is not None and barrier < self.next_day:
+                return released  # another worker may still credit a referral before the midnight
+            if not self._pass_days(stream, ready, barrier):
+                return released
 
     def _announce_frontier(self, again: bool = False) -> None:
         """Tell the owners of the other partitions this worker's frontier (after its credits, same topic)."""
@@ -181,6 +201,9 @@ class Processor:
         record itself was read from Kafka, not queued by this worker)."""
         began = time.perf_counter()
         partition = record.message.partition
+        passed = self.passed.get(partition)
+        if passed is None or event.occurred_at > passed:
+            self.passed[partition] = event.occurred_at
         boundary = self.clock.observe(partition, event.occurred_at)
         if boundary is not None:
             self._sweep(stream, record, partition, boundary)
@@ -190,6 +213,9 @@ class Processor:
         self.effects.record(record, partition, event.customer_id, outcome, due_before)
         if consumed:
             self.metrics.consumed(record.message.topic, event.type, "duplicate" if outcome.duplicate else "applied")
+            if passed is not None and event.occurred_at < passed and not outcome.duplicate:
+                self.metrics.late.labels(record.message.topic).inc()
+                self.metrics.lateness.observe((passed - event.occurred_at).total_seconds())
             self.metrics.processing.observe(time.perf_counter() - began)
             self.metrics.lag.observe(max(0.0, time.time() - event.occurred_at.timestamp()))
 
@@ -225,11 +251,72 @@ class Processor:
             self.effects.record(record, partition, customer_id, outcome, due)
             self.metrics.time_sweeps.inc()
 
+    def _pass_days(self, stream: RecordStream, until: datetime, barrier: datetime | None) -> bool:
+        """Pass every midnight up to `until` that the referral barrier allows; False when one waits for the others'
+        spends (or for a record of each owned partition to write under)."""
+        while self.next_day is not None and self.next_day <= until and (barrier is None or barrier >= self.next_day):
+            if not self._pass_day(stream, self.next_day):
+                return False
+        return True
+
+    def _pass_day(self, stream: RecordStream, day: datetime) -> bool:
+        """Pass midnight `day` on every owned partition: sweep who is due, post the spends as of it, and once every
+        partition has posted, classify volume against the population of all (`engine.loyalty.volume`)."""
+        owned = sorted(self.partitions.items())
+        if not owned or any(self.context.get(p) is None and (part.spends or part.calendar) for p, part in owned):
+            return False  # a partition's table is written under one of its records: the next tick brings one
+        shared = len(owned) < self.settings.topic_partitions  # other workers wait for these partitions' midnights
+        if self._settled != day:
+            for partition, part in owned:
+                record = self.context.get(partition)
+                self._sweep(stream, record, partition, day)
+                self.clock.reach(partition, day)
+                self.passed[partition] = max(self.passed.get(partition, day), day)
+                part.settle(day, self._peeker(stream, record), self.policy)
+                latest = max(self.clock.latest or day, day)
+                if part.fresh and part.empty_before is None:
+                    part.empty_before = day  # nothing was applied to it before: it held nobody at earlier midnights
+                spends = part.positive_spends() if part.changed else None
+                summary = PartitionSummary(day, latest, spends, part.empty_before)
+                self.board.post(partition, summary)
+                if summary.spends is not None or shared:
+                    self.effects.send(self.channels.partition_stats, summary.key(partition), summary.to_bytes())
+            self._settled = day
+        began = time.perf_counter()
+        population = self.board.population_at(day)
+        if population is None:
+            self.waiting = day
+            return False
+        if shared:
+            self.effects.send(self.channels.partition_stats, *population_record(day, population))
+        classified = 0
+        for partition, part in owned:
+            record = self.context.get(partition)
+            classified += len(part.touched)
+            for customer_id, outcome, due in classify_day(
+                part, day, population, self._peeker(stream, record), self.policy
+            ):
+                self.effects.record(record, partition, customer_id, outcome, due)
+        self.next_day, self.waiting = day + DAY, None
+        self.board.forget_before(self.next_day)
+        seconds = time.perf_counter() - began
+        log.log(logging.INFO if seconds > 1 else logging.DEBUG,
+                "midnight %s passed: volume of %d or more customers classified in %.2f s",
+                day.date(), classified, seconds)  # fmt: skip
+        return True
+
+    def _peeker(self, stream: RecordStream, record: Any) -> Callable[[str], CustomerState | None]:
+        """States read without keeping them in memory (a midnight may touch a partition's every customer)."""
+
+        def peek(customer_id: str) -> CustomerState | None:
+            return self.states.peek(stream, record, customer_id)
+
+        return peek
+
     def _tick(self, stream: RecordStream, record: Any, _: records.Tick) -> bool:
-        """A partition's periodic turn: let waiting records go, follow idle time, post and use population figures."""
+        """A partition's periodic turn: let waiting records go, follow idle time and pass the midnights it reaches."""
         partition = record.message.partition
-        owned = self.partitions.get(partition)
-        if owned is None:
+        if partition not in self.partitions:
             return True  # not (or no longer) ours
         self._announce_frontier(again=True)
         for tp, seen in self.inputs.unread(partition):
@@ -240,19 +327,16 @@ class Processor:
         latest = self.board.latest()
         if latest is not None:
             self.clock.heard(latest)
-        target = self.clock.idle_tick(partition, datetime.now(UTC), self.inputs.quiet_seconds())
-        if target is not None:
-            self._sweep(stream, record, partition, target)
-        if self.population.due(owned):
-
-            def peek(customer_id: str) -> CustomerState | None:
-                return self.states.peek(stream, record, customer_id)
-
-            for found in self.population.run(partition, owned, peek):
-                if isinstance(found, PartitionSummary):
-                    self.effects.send(self.channels.partition_stats, str(partition).encode(), found.to_bytes())
-                else:
-                    self.effects.record(record, partition, *found)
+        self.clock.idle_tick(partition, datetime.now(UTC), self.inputs.quiet_seconds())
+        now = self.clock.now(partition)
+        if now is not None and all(self.inputs.idle(p) for p in self.partitions):
+            # Nothing is queued and nothing is left to read: idle time passes midnights too, with their sweeps (a
+            # quiet shop notices who stopped buying, its volume follows the days; a worker that owns no customers
+            # yet passes the midnights the others wait for). Never a partition alone: a midnight's sweeps come
+            # before its volume, for every partition of the worker.
+            if self.next_day is None:
+                self.next_day = day_start(now)
+            self._pass_days(stream, now, self.referrals.barrier(self.partitions))
         return True
 
     # ---- ownership -----------------------------------------------------------------------------------
@@ -286,12 +370,22 @@ class Processor:
         self.continuity.forget(owned)
         for partition in set(self.partitions) - owned:
             self.clock.forget(partition)
+            self.passed.pop(partition, None)
             self.context.pop(partition, None)
             del self.partitions[partition]
         self.states.forget()
+        self._settled = None  # a midnight being passed is posted again, for the partitions received too
         new = owned - set(self.partitions)
         for partition in new:
             self.partitions[partition] = OwnedPartition()
         for partition, state in self.ownership.restored(self.states.stored(), new, self.settings.topic_partitions):
             self.partitions[partition].restore(state)
             self.clock.restore(partition, state.clock)
+        restored = [moment for p in new if (moment := self.clock.now(p)) is not None]
+        resume = day_start(min(restored)) + DAY if restored else None  # after the least advanced partition's time
+        if resume is not None and (self.next_day is None or resume < self.next_day):
+            # Partitions received behind the midnights this worker passed (their last owner died before its latest
+            # states were written): those midnights are passed again, so their customers' volume is decided at the
+            # same midnights as in the replay. This worker's own customers are already past them or keep their class
+            # (`classify_day` leaves alone whoever is past a midnight, or changed class at it or later).
+            self.next_day = resume

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from engine.stream.faust_fixes.delivery import deliver_before_commit
 from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
 from engine.stream.logs import logging_config
 from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
-from engine.stream.population import PartitionSummary, PopulationBoard
+from engine.stream.population import PopulationBoard
 from engine.stream.processor import BATCH, BATCH_WAIT, Processor
 from engine.stream.records import Tick, encode
 from engine.stream.web import serve_pages
@@ -67,16 +68,25 @@ def build_worker(
     async def purge_erased() -> None:
         await processor.purge.purge()
 
+    async def wake() -> None:
+        """A midnight's population is complete: the processor, waiting for it, goes on at its next batch."""
+        waiting, owned = processor.waiting, processor.owned_partitions()
+        if waiting is not None and owned and processor.board.population_at(waiting) is not None:
+            await topology.internal.send(value=encode(Tick()), partition=owned[0])
+
     @app.task  # type: ignore[untyped-decorator]
     async def read_population() -> None:
-        await _read_partition_stats(settings, topology, processor.board)
+        await _read_partition_stats(settings, topology, processor.board, wake)
 
     return app, processor
 
 
-async def _read_partition_stats(settings: Settings, topology: Topology, board: PopulationBoard) -> None:
-    """Follow every partition's summary, whichever worker posts it (a plain consumer of the compacted topic:
-    Faust's GlobalTable misses updates with several workers, robinhood/faust #716 and #541)."""
+async def _read_partition_stats(
+    settings: Settings, topology: Topology, board: PopulationBoard, read: Callable[[], Awaitable[None]]
+) -> None:
+    """Follow every partition's summaries and the populations, whichever worker posts them (a plain consumer of the
+    compacted topic: Faust's GlobalTable misses updates with several workers, robinhood/faust #716 and #541);
+    `read` is awaited after each batch of them."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     name = topology.partition_stats.get_topic_name()
@@ -93,7 +103,9 @@ async def _read_partition_stats(settings: Settings, topology: Topology, board: P
             for records in batches.values():
                 for record in records:
                     if record.key is not None and record.value is not None:
-                        board.post(int(record.key), PartitionSummary.from_bytes(record.value))
+                        board.read(record.key, record.value)
+            if batches:
+                await read()
     finally:
         await consumer.stop()
 

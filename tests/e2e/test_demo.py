@@ -8,7 +8,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from engine.loyalty import DEFAULT_POLICY
+from engine.loyalty.view import view
 from engine.offline.replay import Replay
 from schemas.decoder import DecodeLimits
 
@@ -31,8 +34,14 @@ def test_the_demo_runs_a_worker_on_a_real_kafka_and_ends_where_the_replay_ends(t
     replay.finish()
     customers = [json.loads(line) for line in (out / "customers.jsonl").read_text().splitlines()]
     assert {c["customer_id"]: c["step"] for c in customers} == {cid: state.step for cid, state in replay.states.items()}
+    # Every field, volume and the recent decisions included (volume is decided on event time: issue 15).
+    expected = {cid: orjson.loads(orjson.dumps(view(state, DEFAULT_POLICY))) for cid, state in replay.states.items()}
+    assert {c["customer_id"]: c for c in customers} == expected
+    assert f"the worker's {len(customers)} customers equal the replay's in every field" in result.stderr
     perks = [json.loads(line) for line in (out / "perks.jsonl").read_text().splitlines()]
     assert {p["perk_id"] for p in perks} == {d.perk_id for d in decisions if d.type == "perk.granted"}
+    transitions = [json.loads(line) for line in (out / "transitions.jsonl").read_text().splitlines()]
+    assert {t["event_id"] for t in transitions} == {d.event_id for d in decisions if d.type != "perk.granted"}
     letters = {json.loads(line)["event_id"] for line in (out / "rejected.jsonl").read_text().splitlines()}
     assert len(letters) == len(rejected) > 0
     assert (out / "funnel.png").is_file()

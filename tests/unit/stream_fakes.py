@@ -176,12 +176,16 @@ class FakeConsumer:
     _committed_offset: dict[TP, int] = field(default_factory=dict)
     seeks: list[tuple[TP, int]] = field(default_factory=list)
     gaps: list[tuple[TP, int, int]] = field(default_factory=list)
+    skips: dict[TP, tuple[int, int]] = field(default_factory=dict)  # see `faust_fixes.isolation`: none by default
 
     def assignment(self) -> set[TP]:
         return set(self.owned)
 
     def highwater(self, tp: TP) -> int | None:
         return self.highwaters.get(tp, 0)
+
+    def skipped(self, tp: TP) -> tuple[int, int] | None:
+        return self.skips.get(tp)
 
     async def seek_wait(self, partitions: dict[TP, int]) -> None:
         self.seeks.extend(partitions.items())

@@ -90,6 +90,23 @@ def test_offsets_that_never_come_are_taken_as_a_marker_or_as_gone_after_enough_s
     assert continuity.admit(Message(40, gone))
 
 
+def test_offsets_the_consumer_read_past_are_no_gap_to_read_again() -> None:
+    @dataclass
+    class Reading(FakeConsumer):
+        """The consumer as `faust_fixes.isolation` leaves it: it tells which offsets it read past."""
+
+        def read_past(self, tp: TP, start: int, stop: int) -> bool:
+            return (start, stop) == (3, 8)  # a commit marker at 3, an aborted transaction and its marker at 4..7
+
+    consumer = Reading()
+    continuity = Continuity(consumer)
+    continuity.start(TOPIC, 0)
+    assert read(continuity, 0, 1, 2, 8, 9) == [0, 1, 2, 8, 9]  # admitted at once: nothing was skipped
+    assert not continuity.missing and consumer.seeks == []
+    assert read(continuity, 11) == []  # a gap the consumer cannot explain is still read again
+    assert continuity.missing == {TOPIC: 11}
+
+
 def test_partitions_given_away_are_forgotten() -> None:
     continuity = Continuity(FakeConsumer())
     continuity.start(TOPIC, 5)

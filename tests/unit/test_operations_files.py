@@ -100,6 +100,7 @@ def exposition() -> str:
     metrics.lag.observe(1.0)
     metrics.transitions.labels("step", "none", "buyer").inc()
     metrics.perks.labels("welcome_offer", "granted").inc()
+    metrics.late.labels("purchases").inc()
     counts = SimpleNamespace(
         steps=Counter({"buyer": 1}),
         relationships=Counter({"unknown": 1}),

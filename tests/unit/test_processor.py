@@ -7,6 +7,7 @@ table's contents and the current event of each write, the acknowledged offsets a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,9 +17,11 @@ import engine.stream.inputs
 from engine.broker.partitioner import partition_of
 from engine.errors import NotOwnedHere
 from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve
+from engine.offline.replay import Replay
 from engine.stream import records
 from engine.stream.clock import QUIET_AFTER
 from schemas.construct import flat_json
+from schemas.decoder import DecodeLimits
 from schemas.events import InboundEvent
 from tests.unit.loyalty_builders import at, erase, interest, purchase, register, run
 from tests.unit.stream_fakes import FakeMessage, FakeRecord, Harness
@@ -34,8 +37,16 @@ def customer_on(partition: int, partitions: int, name: str = "c") -> str:
 
 
 def decided(events: Iterable[InboundEvent], state: CustomerState | None = None) -> list[dict[str, Any]]:
-    """The decisions the pure core makes for one customer's events, in this order, as published."""
+    """The decisions the offline replay makes of events in this order (midnights passed included), as published;
+    with a `state` to start from, those the pure core makes of the events alone."""
     found: list[dict[str, Any]] = []
+    if state is None:
+        limits = DecodeLimits(currencies=DEFAULT_POLICY.currencies)
+        keep = lambda decision: found.append(orjson.loads(flat_json(decision)))  # noqa: E731
+        replay = Replay(DEFAULT_POLICY, limits, datetime.now(UTC), keep, lambda _: None)
+        for event in events:
+            replay.feed(event.model_dump_json().encode())
+        return found
     for event in events:
         outcome = evolve(state, event, DEFAULT_POLICY)
         found.extend(orjson.loads(flat_json(decision)) for decision in outcome.emitted)
@@ -331,8 +342,10 @@ def test_a_partition_received_is_learned_from_the_table() -> None:
     assert h.processor.clock.now(1) == known.clock
 
     later = purchase(customer, 5)
-    h.run(h.event(PURCHASES, later))  # applied on top of the state learned
-    assert h.decisions() == decided([later], CustomerState.from_json(known.to_json()))
+    h.run(h.event(PURCHASES, later))  # applied on top of the state learned, after the midnights before it
+    volume = [d for d in h.decisions() if d.get("dimension") == "volume"]
+    assert [d for d in h.decisions() if d not in volume] == decided([later], CustomerState.from_json(known.to_json()))
+    assert [d["occurred_at"] for d in volume] == ["2025-01-03T00:00:00Z"]  # the first midnight after its purchase
     state = h.table.state(customer)
     assert state is not None and len(state.purchases) == 2
 

@@ -14,7 +14,7 @@ from engine.loyalty.classifications import volume
 from engine.loyalty.due import DueCalendar
 from engine.stream.merge import EventTimeMerge
 from engine.stream.partitions import OwnedPartition
-from engine.stream.population import PartitionSummary, PopulationBoard
+from engine.stream.population import PartitionSummary, PopulationBoard, population_record
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,21 +69,69 @@ def test_the_calendar_gives_due_customers_by_day_then_id_once_each() -> None:
     assert calendar.entries() == [(at(3 * 1440), "c-3")]
 
 
-def test_the_population_needs_every_partition_and_equals_one_computed_over_all_spends() -> None:
+def test_a_midnight_s_population_needs_every_partition_past_it_and_uses_each_one_s_spends_as_of_it() -> None:
     board = PopulationBoard(partitions=2, high_volume_share=Decimal("0.8"))
-    first = PartitionSummary(at(10), (Decimal("10.00"), Decimal("500.00")))
-    board.post(0, first)
-    assert board.population() is None and board.latest() == at(10)
-    board.post(1, PartitionSummary(at(20), (Decimal("40.00"), Decimal("50.00"))))
+    day1, day2, day3 = at(1440), at(2 * 1440), at(3 * 1440)
+    board.post(0, PartitionSummary(day1, at(1000), (Decimal("10.00"), Decimal("500.00"))))
+    assert board.population_at(day1) is None and board.latest() == at(1000)  # partition 1 has not passed it
+    board.post(1, PartitionSummary(day1, day1, (Decimal("40.00"), Decimal("50.00"))))
     spends = [Decimal("10.00"), Decimal("500.00"), Decimal("40.00"), Decimal("50.00")]
-    assert board.population() == Population.compute(spends, Decimal("0.8"))
-    assert board.latest() == at(20)
+    assert board.population_at(day1) == Population.compute(spends, Decimal("0.8"))
+
+    # Partition 0 passes two midnights unchanged, partition 1's spends change at the second: day 2 uses the old
+    # copy of 1 (still valid then), day 3 the new one; day 3 waits for partition 0 to say it got there.
+    board.post(0, PartitionSummary(day2, day2, None))
+    board.post(1, PartitionSummary(day2, day2, None))
+    board.post(1, PartitionSummary(day3, day3, (Decimal("900.00"),)))
+    assert board.population_at(day2) == board.population_at(day1)
+    assert board.population_at(day3) is None
+    board.post(0, PartitionSummary(day3, day3, None))
+    later = [Decimal("10.00"), Decimal("500.00"), Decimal("900.00")]
+    assert board.population_at(day3) == Population.compute(later, Decimal("0.8"))
+    assert board.latest() == day3
+
+    board.forget_before(day3)  # the copies only earlier midnights needed go; what was computed stays known
+    assert board.population_at(day2) == board.population_at(day1)
 
 
-def test_a_partition_summary_survives_its_record() -> None:
-    summary = PartitionSummary(at(7), (Decimal("0.01"), Decimal("123456.7800")))
+def test_a_partition_that_held_nobody_before_its_first_midnight_keeps_no_one_waiting_for_earlier_ones() -> None:
+    """Workers start passing midnights at their own first event: one whose partitions start later says so."""
+    board = PopulationBoard(partitions=2, high_volume_share=Decimal("0.8"))
+    day1, day3 = at(1440), at(3 * 1440)
+    board.post(1, PartitionSummary(day3, day3, (Decimal("70.00"),), empty_before=day3))
+    board.post(0, PartitionSummary(day1, day1, (Decimal("10.00"),)))
+    assert board.population_at(day1) == Population.compute([Decimal("10.00")], Decimal("0.8"))
+    assert board.population_at(day3) is None  # partition 0 has not got there
+    board.post(0, PartitionSummary(day3, day3, None))
+    assert board.population_at(day3) == Population.compute([Decimal("10.00"), Decimal("70.00")], Decimal("0.8"))
+    restarted = PopulationBoard(partitions=2, high_volume_share=Decimal("0.8"))
+    restarted.read(b"1", PartitionSummary(day3, day3, (Decimal("70.00"),), empty_before=day3).to_bytes())
+    restarted.read(b"0", PartitionSummary(day1, day1, (Decimal("10.00"),)).to_bytes())
+    assert restarted.population_at(day1) == board.population_at(day1)
+
+
+def test_a_population_computed_by_another_worker_is_known_after_a_restart() -> None:
+    day = at(1440)
+    population = Population.compute([Decimal("10.00"), Decimal("20.00")], Decimal("0.8"))
+    restarted = PopulationBoard(partitions=2, high_volume_share=Decimal("0.8"))
+    # Only later copies survive on the compacted topic: the midnight's population comes from its own record.
+    restarted.read(b"0", PartitionSummary(day + timedelta(days=1), None, (Decimal("99.00"),)).to_bytes())
+    restarted.read(*population_record(day, population))
+    assert restarted.population_at(day) == population
+    restarted.read(b"1", b"not a summary")  # an earlier version's record changes nothing
+    assert restarted.population_at(day + timedelta(days=1)) is None
+
+
+def test_a_partition_summary_survives_its_record_and_is_keyed_by_what_it_holds() -> None:
+    summary = PartitionSummary(at(1440), at(7), (Decimal("0.01"), Decimal("123456.7800")))
     assert PartitionSummary.from_bytes(summary.to_bytes()) == summary
-    assert PartitionSummary.from_bytes(PartitionSummary(None, ()).to_bytes()) == PartitionSummary(None, ())
+    unchanged = PartitionSummary(at(1440), None, None)
+    assert PartitionSummary.from_bytes(unchanged.to_bytes()) == unchanged
+    assert (summary.key(3), unchanged.key(3)) == (b"3", b"3:reached")
+    board = PopulationBoard(partitions=4, high_volume_share=Decimal("0.8"))
+    board.read(unchanged.key(3), unchanged.to_bytes())
+    board.read(summary.key(3), summary.to_bytes())
+    assert board.latest() == at(7)
 
 
 spends_strategy = st.dictionaries(

@@ -8,11 +8,12 @@ handed over after it moves Faust's read offset past records it then drops as alr
 by tests/reliability/test_crash.py: 8 records per partition after a restart, lost after the next kill, or never
 read. So Faust's gap rule is switched off, and the worker seeks back itself.
 
-Escalera's input topics are not compacted. Under Kafka's default isolation (read_uncommitted) the only offsets a
-partition's reader never gets are transaction markers, one at a time: a one-offset jump that seeking back does not
-fill within `MARKER_PATIENCE` is such a marker. A larger jump that seeking back does not fill within `PATIENCE`
-(records deleted by retention before they were read) is let through with a warning. Either way Faust's gap rule
-then counts the missing offsets as done, so commits go on.
+Escalera's input topics are not compacted, and the worker reads committed records only: the offsets its consumer
+reads past are transaction markers and aborted records, which `faust_fixes.isolation` reports (`read_past`) and
+counts as done, so the record after them is admitted at once. Without that report, a one-offset jump that seeking
+back does not fill within `MARKER_PATIENCE` is taken as a marker. A larger jump that seeking back does not fill
+within `PATIENCE` (records deleted by retention before they were read) is let through with a warning. Either way
+Faust's gap rule then counts the missing offsets as done, so commits go on.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Continuity:
         self.last_record: dict[TP, float] = {}  # monotonic time a record was last handed over, or reading started
         self.stalled: dict[TP, int] = {}  # partitions to read again from this offset: records left, none came
         self._faust_gap = consumer._add_gap
+        # offsets the consumer read past without handing a record over: transaction markers and aborted records
+        # (`faust_fixes.isolation`, which also counts them as done for Faust's commits)
+        self._read_past = getattr(consumer, "read_past", None)
 
         async def no_gap(tp: TP, offset_from: int, offset_to: int) -> None:
             """Faust's gap rule, off: records it did not hand over are never counted as done."""
@@ -71,6 +75,9 @@ class Continuity:
         due = self.due.get(tp)
         if due is None or offset <= due:  # in order, or read again
             self.due[tp] = max(offset + 1, due or 0)
+            return True
+        if self._read_past is not None and self._read_past(tp, due, offset):
+            self.due[tp] = offset + 1  # nothing was skipped: the offsets between hold no record to read
             return True
         self.missing[tp] = min(offset, self.missing.get(tp, offset))
         return False
