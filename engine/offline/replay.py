@@ -76,9 +76,13 @@ class Replay:
         elif moment > self.clock:
             self._pass_days(day_start(moment))  # time passed day boundaries: sweeps and volume first
             self.clock = moment
-        elif moment < self.clock:
-            self.counts.late += 1
+        late, duplicates = moment < self.clock, self.counts.duplicates
         self._apply(result)
+        if late and self.counts.duplicates == duplicates:  # a repeated event is a duplicate, not a late one
+            self.counts.late += 1
+            overdue = self.due.next_day()
+            if self._passed is not None and overdue is not None and overdue <= self._passed:
+                self._sweep_due(self._passed)  # due at a midnight already passed: swept to it now, as the worker does
 
     def finish(self, as_of: datetime | None = None) -> Population:
         """The final sweep at `as_of` (default: the latest event time): every midnight up to it is passed, with

@@ -211,6 +211,12 @@ class Processor:
         due_before = None if state is None else state.due
         outcome = evolve_in_place(state, event, self.policy)
         self.effects.record(record, partition, event.customer_id, outcome, due_before)
+        due = None if outcome.state is None else outcome.state.due
+        passed_midnight = None if self.next_day is None else self.next_day - DAY
+        if due is not None and passed_midnight is not None and due <= passed_midnight:
+            # A late (or rerouted) event left its customer due at a midnight already passed: swept to it now, as
+            # the replay does (`Replay.feed`), not at the next midnight, which may be long in coming.
+            self._sweep(stream, record, partition, passed_midnight)
         if consumed:
             self.metrics.consumed(record.message.topic, event.type, "duplicate" if outcome.duplicate else "applied")
             if passed is not None and event.occurred_at < passed and not outcome.duplicate:

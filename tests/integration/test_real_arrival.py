@@ -67,6 +67,7 @@ def test_a_history_published_at_a_steady_rate_to_a_default_worker_ends_where_the
         wait_for_states(bootstrap, env, expected.states, timeout=150)
         assert workers[0].process.poll() is None, workers[0].tail()
         assert_published_as_replayed(bootstrap, settings, expected)
+        assert metric(workers[0], "escalera_late_events_total") == 0  # repeated events are duplicates, not late
 
 
 def _ready(worker: WorkerProcess) -> bool:
