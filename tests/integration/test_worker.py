@@ -207,6 +207,10 @@ def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap:
     assert sorted(shares) == ["0, 2", "1, 3"] or sorted(shares) == ["0, 1", "2, 3"], shares  # both did work
     perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
     assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
+    # volume is decided at midnights against every partition's spends: its transitions too are the replay's, by id
+    transitions = {orjson.loads(v)["event_id"] for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"])}  # type: ignore[arg-type]
+    assert transitions == {d.event_id for d in reference.decisions if d.type != "perk.granted"}
+    assert any(getattr(d, "dimension", None) == "volume" for d in reference.decisions)
     letters = {orjson.loads(v)["event_id"]: orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])}  # type: ignore[arg-type]
     got = Counter((letter["reason"], letter["payload"]) for letter in letters.values())
     assert got == Counter((r.reason, r.payload) for r in reference.rejected)
