@@ -8,6 +8,7 @@ follows event time only (not the wall clock).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
             update={"bootstrap_servers": (broker.bootstrap_servers,), "topic_partitions": 4,
                     "wall_clock_when_idle": False, "data_dir": (spec.out / "worker-tables").resolve()}
         )  # fmt: skip
+        # Each demo starts a new broker: tables kept by an earlier run belong to a broker that is gone, and Faust
+        # refuses them (ConsistencyError: persisted offset higher than the new changelog's end) — issue 16.
+        shutil.rmtree(local.data_dir, ignore_errors=True)
         ensure_topics(local)
         worker = _start_worker(local, spec.out / "worker.log")
         say(f"worker started (pid {worker.pid}, log {spec.out / 'worker.log'})")

@@ -45,3 +45,15 @@ def test_the_demo_runs_a_worker_on_a_real_kafka_and_ends_where_the_replay_ends(t
     letters = {json.loads(line)["event_id"] for line in (out / "rejected.jsonl").read_text().splitlines()}
     assert len(letters) == len(rejected) > 0
     assert (out / "funnel.png").is_file()
+
+
+def test_the_demo_runs_twice_in_the_same_folder(tmp_path: Path) -> None:
+    """Each demo starts a new broker: the second run must not trip over the first one's worker tables (issue 16:
+    Faust's ConsistencyError, "persisted offset ... higher than ... highwater", on every second `make demo`)."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "engine.cli", "demo", "--customers", "20", "--rate", "5000", "--out", str(out)]
+    for run in ("first", "second"):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, (run, result.stderr[-3000:])
+        assert "Traceback" not in result.stderr, (run, result.stderr[-3000:])
+        assert "customers equal the replay's in every field" in result.stderr, (run, result.stderr[-2000:])
