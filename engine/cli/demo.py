@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,11 @@ class DemoError(EscaleraError):
     """The demo's streaming worker stopped before the demo was over (its log says why)."""
 
 
+class DemoInterrupted(EscaleraError):
+    """The demo's worker stopped cleanly before the demo was over: Ctrl-C reached it (the terminal sends it to the
+    whole process group), or someone stopped it."""
+
+
 @dataclass(frozen=True)
 class DemoSpec:
     """What the demo simulates and for how long it runs."""
@@ -72,7 +77,13 @@ def demo_command(
 ) -> None:
     """Start a local Kafka and a streaming worker, publish a simulated shop, and watch customers climb the ladder."""
     spec = DemoSpec(customers=customers, seed=seed, rate=rate, duration=duration, out=out)
-    where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
+    try:
+        where = run_demo(spec, ctx.obj, lambda text: typer.echo(text, err=True))
+    except (KeyboardInterrupt, DemoInterrupted):
+        # issue 16: Ctrl-C printed "the worker stopped unexpectedly (exit code 0)" with a traceback
+        typer.echo(f"\ndemo interrupted: the worker and the local Kafka are stopped; what was written so far is in "
+                   f"{out}/", err=True)  # fmt: skip
+        raise typer.Exit(130) from None
     typer.echo(
         f"\noutputs in {where}/: customers.jsonl (the worker's table), perks.jsonl, transitions.jsonl, rejected.jsonl "
         "(its topics), funnel.png, worker.log; `escalera replay events.jsonl --out DIR` gives the same customers "
@@ -99,15 +110,27 @@ def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], pol
         ensure_topics(local)
         worker = _start_worker(local, spec.out / "worker.log")
         say(f"worker started (pid {worker.pid}, log {spec.out / 'worker.log'})")
+        stopping = threading.Event()
+
+        def until_stopped() -> Iterator[bytes]:
+            for line in read_lines(events):
+                if stopping.is_set():
+                    return
+                yield line
+
         publisher = threading.Thread(
-            target=publish, args=(read_lines(events), local), kwargs={"rate": spec.rate}, daemon=True
+            target=publish, args=(until_stopped(), local), kwargs={"rate": spec.rate}, daemon=True
         )
         publisher.start()
         try:
             received = _watch(local, spec, lines, publisher, worker)
         finally:
+            # Interrupted or not, the publisher ends before the broker does (else its producer's exit handler
+            # prints a traceback trying to flush to a broker that is gone: issue 16).
+            stopping.set()
             worker.send_signal(signal.SIGTERM)  # a clean stop: what was processed is committed
             worker.wait(60)
+            publisher.join(30)
         states = table_states(local)
         title = f"Escalera ladder from the streaming worker ({len(states)} customers)"
         write_customers(states, spec.out, policy, title)  # each customer as of their own clock
@@ -198,6 +221,8 @@ def _watch(
             handle.close()
     if worker.poll() is not None:
         log = spec.out / "worker.log"
+        if worker.returncode == 0:
+            raise DemoInterrupted("the worker was stopped")
         raise DemoError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log {log}")
     return received
 

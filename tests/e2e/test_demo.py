@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,3 +60,25 @@ def test_the_demo_runs_twice_in_the_same_folder(tmp_path: Path) -> None:
         assert result.returncode == 0, (run, result.stderr[-3000:])
         assert "Traceback" not in result.stderr, (run, result.stderr[-3000:])
         assert "customers equal the replay's in every field" in result.stderr, (run, result.stderr[-2000:])
+
+
+def test_ctrl_c_during_the_demo_stops_it_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C reaches the demo and its worker together (a terminal signals the whole process group): the demo stops
+    both and the broker, says so in one line and exits with 130 (issue 16: "the worker stopped unexpectedly (exit
+    code 0)" and a traceback)."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "engine.cli", "demo", "--customers", "300", "--rate", "200", "--out", str(out)]
+    err, log = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    with err.open("w") as stderr_file, log.open("w") as stdout_file:
+        demo = subprocess.Popen(command, stderr=stderr_file, stdout=stdout_file, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while "worker started" not in err.read_text() and time.monotonic() < deadline and demo.poll() is None:
+            time.sleep(0.5)
+        time.sleep(8)  # publishing, the worker busy
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        demo.wait(120)
+    stderr = err.read_text()
+    assert demo.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "unexpectedly" not in stderr, stderr[-3000:]
+    message = f"demo interrupted: the worker and the local Kafka are stopped; what was written so far is in {out}/"
+    assert message in stderr, stderr[-1500:]
