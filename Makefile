@@ -16,14 +16,17 @@ PROMETHEUS := .tools/prometheus
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@echo "setting up $(VENV): Escalera and its Python dependencies (faust-streaming, kafka-python, pydantic, rich, ...; about a minute, once)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
 	@touch $@
+	@echo "$(VENV) is ready: \`source $(VENV)/bin/activate\` puts the \`escalera\` command on your PATH"
 
 $(NODE_INSTALLED): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for the contract validators: apt-get install nodejs npm"; exit 1; }
-	npm ci --no-audit --no-fund --loglevel=error
+	@echo "installing the npm contract validators (AsyncAPI, JSON Schema) into node_modules (for the tests; about 30 s, once)"
+	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(PROMTOOL) $(PROMETHEUS) &:

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -44,6 +45,8 @@ from engine.settings import Settings
 from schemas.events import STEPS
 
 QUIET_SECONDS = 4.0  # once the worker has read everything, outputs this long unchanged mean it is done
+PROGRESS_SECONDS = 5.0  # between two progress lines when the output is not a terminal
+RATE_WINDOW = 5.0  # the view's rates are over the last this many seconds
 
 
 class DemoError(EscaleraError):
@@ -86,9 +89,22 @@ def demo_command(
         raise typer.Exit(130) from None
     typer.echo(
         f"\noutputs in {where}/: customers.jsonl (the worker's table), perks.jsonl, transitions.jsonl, rejected.jsonl "
-        "(its topics), funnel.png, worker.log; `escalera replay events.jsonl --out DIR` gives the same customers "
-        "with a summary"
+        f"(its topics), funnel.png, worker.log; `{command_name()} replay {where / 'events.jsonl'} --out "
+        f"escalera-replay` gives the same customers with a summary"
     )
+
+
+def command_name() -> str:
+    """How the user can type this command again from here: `escalera` when that is on PATH and is this one (an
+    activated virtual environment), else the path they ran (`.venv/bin/escalera` after `make demo`) — the hint
+    `escalera replay …` was "command not found" after `make demo` (issue 16)."""
+    ran = Path(sys.argv[0])
+    on_path = shutil.which("escalera")
+    if ran.name != "escalera":  # python -m engine.cli
+        return "python -m engine.cli"
+    if on_path is not None and Path(on_path).resolve() == ran.resolve():
+        return "escalera"
+    return os.path.relpath(ran) if not ran.is_absolute() or ran.is_relative_to(Path.cwd()) else str(ran)
 
 
 def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], policy: Policy = DEFAULT_POLICY) -> Path:
@@ -155,7 +171,7 @@ def _against_the_replay(states: dict[str, CustomerState], events: Path, policy: 
     replay.finish()
     differences = state_differences(states, replay.states)
     if not differences:
-        return f"the worker's {len(states)} customers equal the replay's in every field (escalera replay {events})"
+        return f"the worker's {len(states)} customers equal the replay's in every field (the replay of {events})"
     shown = "; ".join(f"{customer}: {what}" for customer, what in list(differences.items())[:3])
     return f"{len(differences)} of {len(replay.states)} customers differ from the replay of {events}: {shown}"
 
@@ -177,7 +193,11 @@ def _watch(
     settings: Settings, spec: DemoSpec, lines: int, publisher: threading.Thread, worker: subprocess.Popen[bytes]
 ) -> Counter[str]:
     """Show the ladder live from the outbound topics until the worker is done (or `duration` is over); return the
-    records received from each ("perks", "transitions", "dead_letters")."""
+    records received from each ("perks", "transitions", "dead_letters").
+
+    On a terminal the ladder is redrawn in place; otherwise (CI logs, `make demo > log`) a line of progress goes to
+    standard error every PROGRESS_SECONDS and the ladder is printed once at the end (issue 16: nothing appeared
+    between "worker started" and the final table)."""
     from kafka import KafkaConsumer
 
     outputs = {
@@ -194,9 +214,13 @@ def _watch(
                              **kafka_python_options(settings))  # fmt: skip
     received: Counter[str] = Counter()  # records read from each outbound topic, by output name
     steps: dict[str, str] = {}
-    began = last_output = time.monotonic()
+    rates = RecentRates()
+    console = Console()
+    began = last_output = last_line = time.monotonic()
+    read = 0
     try:
-        with Live(_view(steps, received, 0, lines, 0.0), refresh_per_second=4, transient=False) as live:
+        view = Live(_view(steps, received, read, lines, rates), console=console, refresh_per_second=4)
+        with view if console.is_terminal else nullcontext() as live:
             while worker.poll() is None:
                 batches = consumer.poll(timeout_ms=250, max_records=5000)
                 for records in batches.values():
@@ -210,7 +234,13 @@ def _watch(
                         last_output = time.monotonic()
                 now = time.monotonic()
                 read = committed_records(settings)
-                live.update(_view(steps, received, read, lines, now - began))
+                rates.add(now, received)
+                if live is not None:
+                    live.update(_view(steps, received, read, lines, rates))
+                elif now - last_line >= PROGRESS_SECONDS:
+                    print(f"{now - began:4.0f} s  {_status(received, read, lines, rates, sep=' · ')}", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                    last_line = now
                 if spec.duration and now - began >= spec.duration:
                     break
                 if not publisher.is_alive() and read >= lines and now - last_output > QUIET_SECONDS:
@@ -219,6 +249,8 @@ def _watch(
         consumer.close()
         for handle in files.values():
             handle.close()
+    if not console.is_terminal:
+        console.print(_view(steps, received, read, lines, None), crop=False)
     if worker.poll() is not None:
         log = spec.out / "worker.log"
         if worker.returncode == 0:
@@ -227,7 +259,44 @@ def _watch(
     return received
 
 
-def _view(steps: dict[str, str], received: Counter[str], read: int, lines: int, elapsed: float) -> Any:
+class RecentRates:
+    """Records per second over the last RATE_WINDOW seconds, so the view's rates fall to 0 when the work ends
+    instead of decaying for ever as an average over the whole run (issue 16)."""
+
+    def __init__(self) -> None:
+        self._seen: deque[tuple[float, int, int]] = deque()
+
+    def add(self, now: float, received: Counter[str]) -> None:
+        """Note the counts at `now`."""
+        self._seen.append((now, received["transitions"], received["perks"]))
+        while len(self._seen) > 2 and now - self._seen[1][0] >= RATE_WINDOW:
+            self._seen.popleft()
+
+    def per_second(self) -> tuple[float, float]:
+        """Transitions and perks per second over the window (0 before two observations)."""
+        if len(self._seen) < 2:
+            return 0.0, 0.0
+        (then, transitions, perks), (now, transitions_now, perks_now) = self._seen[0], self._seen[-1]
+        seconds = now - then
+        return (transitions_now - transitions) / seconds, (perks_now - perks) / seconds
+
+
+def _status(received: Counter[str], read: int, lines: int, rates: RecentRates | None, sep: str) -> str:
+    """What the worker has done; with `rates`, how fast its outputs arrive now."""
+    transitions, perks = received["transitions"], received["perks"]
+    if rates is not None:
+        transition_rate, perk_rate = rates.per_second()
+        return (
+            f"worker: {read}/{lines} events committed, {received['dead_letters']} dead-lettered{sep}"
+            f"outputs: {transitions} transitions ({transition_rate:,.0f}/s), {perks} perks ({perk_rate:,.0f}/s)"
+        )
+    return (
+        f"worker: {read}/{lines} events committed, {received['dead_letters']} dead-lettered{sep}"
+        f"outputs: {transitions} transitions, {perks} perks"
+    )
+
+
+def _view(steps: dict[str, str], received: Counter[str], read: int, lines: int, rates: RecentRates | None) -> Any:
     counts = Counter(steps.values())
     widest = max(counts.values(), default=0) or 1
     table = Table(title="Escalera: the loyalty ladder, live from the streaming worker", expand=False)
@@ -236,10 +305,5 @@ def _view(steps: dict[str, str], received: Counter[str], read: int, lines: int, 
     table.add_column("")
     for step in STEPS:
         table.add_row(step, str(counts.get(step, 0)), "█" * round(30 * counts.get(step, 0) / widest))
-    rate = received["transitions"] / elapsed if elapsed else 0.0
-    perk_rate = received["perks"] / elapsed if elapsed else 0.0
-    status = Text(
-        f"events committed by the worker {read}/{lines} · transitions {received['transitions']} ({rate:,.0f}/s) · "
-        f"perks {received['perks']} ({perk_rate:,.0f}/s) · dead letters {received['dead_letters']}"
-    )
-    return Group(table, status)
+    # Two short lines, each under 80 columns: one long line was hard-wrapped mid-phrase (issue 16).
+    return Group(table, Text(_status(received, read, lines, rates, sep="\n"), no_wrap=True, overflow="ellipsis"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,18 +51,6 @@ def test_the_demo_runs_a_worker_on_a_real_kafka_and_ends_where_the_replay_ends(t
     assert (out / "funnel.png").is_file()
 
 
-def test_the_demo_runs_twice_in_the_same_folder(tmp_path: Path) -> None:
-    """Each demo starts a new broker: the second run must not trip over the first one's worker tables (issue 16:
-    Faust's ConsistencyError, "persisted offset ... higher than ... highwater", on every second `make demo`)."""
-    out = tmp_path / "demo"
-    command = [sys.executable, "-m", "engine.cli", "demo", "--customers", "20", "--rate", "5000", "--out", str(out)]
-    for run in ("first", "second"):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, (run, result.stderr[-3000:])
-        assert "Traceback" not in result.stderr, (run, result.stderr[-3000:])
-        assert "customers equal the replay's in every field" in result.stderr, (run, result.stderr[-2000:])
-
-
 def test_ctrl_c_during_the_demo_stops_it_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     """Ctrl-C reaches the demo and its worker together (a terminal signals the whole process group): the demo stops
     both and the broker, says so in one line and exits with 130 (issue 16: "the worker stopped unexpectedly (exit
@@ -82,3 +71,5 @@ def test_ctrl_c_during_the_demo_stops_it_with_one_line_and_no_traceback(tmp_path
     assert "Traceback" not in stderr and "unexpectedly" not in stderr, stderr[-3000:]
     message = f"demo interrupted: the worker and the local Kafka are stopped; what was written so far is in {out}/"
     assert message in stderr, stderr[-1500:]
+    # Not a terminal: a line of progress every few seconds instead of the live view (issue 16: nothing appeared).
+    assert re.search(r"\d+ s  worker: \d+/\d+ events committed, \d+ dead-lettered · outputs: ", stderr), stderr[-1500:]

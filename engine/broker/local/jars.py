@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def broker_jars() -> Path:
 
 def _fetch(pom: Path, target: Path) -> None:
     mvn = require_maven()
+    # Maven runs quietly (-q) for a minute or so on a fresh machine: say what is happening (issue 16: nothing was
+    # printed while the jars were fetched).
+    print(f"fetching the Apache Kafka broker jars with Maven into {target} (once; about a minute)", file=sys.stderr,
+          flush=True)  # fmt: skip
     staging = Path(tempfile.mkdtemp(prefix="jars-", dir=target.parent))
     command = [
         mvn, "-B", "-q", "-f", str(pom),
