@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from schemas.events import (
+    INBOUND_TYPES,
     SCHEMA_VERSION,
     EventRejected,
     InboundEvent,
@@ -25,6 +27,8 @@ from schemas.fast_path import fast_decode
 
 MAX_PAYLOAD_CHARS = 4096
 """How much of a rejected payload a dead letter keeps."""
+_KNOWN_TYPES = ", ".join(sorted(INBOUND_TYPES))
+_LONGEST_GUESS = 128  # a longer `type` is no typo of a known one: not compared (difflib's cost grows with length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,15 @@ def too_large_message(size: int, limits: DecodeLimits) -> str:
     return f"payload is {size} bytes, more than the limit of {limits.max_bytes}"
 
 
+def _unknown_type_message(given: Any) -> str:
+    """The message of an `unknown_type` rejection: the known types, and the closest one to a likely typo."""
+    guess = ""
+    if isinstance(given, str) and len(given) <= _LONGEST_GUESS:
+        closest = difflib.get_close_matches(given.lower(), INBOUND_TYPES, n=1, cutoff=0.6)
+        guess = f"; did you mean {closest[0]!r}?" if closest else ""
+    return f"type: {given!r} is not an event type Escalera knows{guess} (known: {_KNOWN_TYPES})"
+
+
 def _strict_json(raw: bytes) -> bool:
     try:
         orjson.loads(raw)
@@ -167,8 +180,7 @@ def _classify(raw: bytes, errors: list[ErrorDetails], key: bytes | None) -> Reje
     if kind == "union_tag_not_found":
         return _reject(raw, "missing_field", "type: field required (a string naming the event type)", key)
     if kind == "union_tag_invalid":
-        given = _given_type(raw)
-        return _reject(raw, "unknown_type", f"type: {given!r} is not an event type Escalera knows", key)
+        return _reject(raw, "unknown_type", _unknown_type_message(_given_type(raw)), key)
     reason, detail = _most_telling(errors)
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return _reject(raw, reason, detail + more, key)

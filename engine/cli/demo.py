@@ -35,6 +35,7 @@ from engine.broker.publish import publish
 from engine.broker.readback import committed_records, table_states
 from engine.broker.topics import ensure_topics
 from engine.errors import EscaleraError
+from engine.cli.offline import file_errors
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
 from engine.offline.compare import state_differences
 from engine.offline.lines import read_lines
@@ -109,7 +110,8 @@ def command_name() -> str:
 
 def run_demo(spec: DemoSpec, settings: Settings, say: Callable[[str], None], policy: Policy = DEFAULT_POLICY) -> Path:
     """Run the whole demo; return the directory holding its outputs."""
-    spec.out.mkdir(parents=True, exist_ok=True)
+    with file_errors("write --out", spec.out):
+        spec.out.mkdir(parents=True, exist_ok=True)
     events = spec.out / "events.jsonl"
     lines = write(SimulationSpec(spec.customers, spec.days, spec.seed, duplicates=0.01, malformed=0.01), events)
     say(f"simulated {lines} events of {spec.customers} customers into {events}")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from engine.errors import EscaleraError
 from engine.loyalty import load_policy
@@ -23,6 +34,43 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@contextmanager
+def file_errors(doing: str, path: Path) -> Iterator[None]:
+    """An OSError while handling `path` (a file where a folder should be, no permission, a read-only or full disk)
+    ends the command with one line, "cannot <doing> <path>: <what is wrong>", not a traceback. An error that names
+    another file, or a connection's (a closed pipe on stdout), is not about `path`: it stays an error to see whole."""
+    try:
+        yield
+    except OSError as error:
+        failed = Path(error.filename) if isinstance(error.filename, str) else path
+        if isinstance(error, ConnectionError) or not (
+            failed == path or path in failed.parents or failed in path.parents
+        ):
+            raise
+        raise EscaleraError(f"cannot {doing} {path}: {_what_is_wrong(error, failed)}") from None
+
+
+def _what_is_wrong(error: OSError, failed: Path) -> str:
+    """The file that stands where a folder is needed, if that is it; else the system's words."""
+    on_the_way = [failed, *failed.parents] if isinstance(error, FileExistsError) else list(failed.parents)
+    for folder in on_the_way:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a directory"
+            break
+    said = error.strerror or type(error).__name__
+    return said[:1].lower() + said[1:]
+
+
+def progress_bar(*columns: str | ProgressColumn) -> Progress:
+    """A progress bar on standard error when it is a terminal; nothing at all when it is not (a log, a pipe)."""
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, disable=not console.is_interactive)
+
+
+_STAGES = {"customers": "simulating customers", "events": "writing events"}  # simulation.Progress's stages
+
+
 def simulate(
     customers: int = typer.Option(1000, min=1, help="Customers to simulate (referred friends come on top)."),
     days: int = typer.Option(365, min=1, help="Days of history."),
@@ -34,7 +82,17 @@ def simulate(
 ) -> None:
     """Write a realistic, deterministic synthetic population as JSON lines of inbound events."""
     spec = SimulationSpec(customers, days, seed, _timestamp(end), duplicates, malformed)
-    lines = write(spec, out)
+    stages: dict[str, TaskID] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with file_errors("write --out", out), progress_bar(*columns) as progress:
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in stages:
+                stages[stage] = progress.add_task(_STAGES.get(stage, stage), total=total)
+            progress.update(stages[stage], completed=done)
+
+        out.parent.mkdir(parents=True, exist_ok=True)  # as replay's --out and `schemas docs` do
+        lines = write(spec, out, on_progress=advance)
     typer.echo(f"wrote {lines} lines to {out}")
 
 
@@ -54,13 +112,13 @@ def replay(
     effective = load_policy(policy or settings.policy_file)
     limits = settings.decode_limits(effective.currencies)
     moment = None if as_of is None else _timestamp(as_of)
-    with Progress(
-        TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=Console(stderr=True)
-    ) as progress:
-        task = progress.add_task("replay", total=file.stat().st_size)
-        report = replay_file(
-            file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n)
-        )
+    with file_errors("write --out", out):
+        out.mkdir(parents=True, exist_ok=True)  # before the replay: a wrong --out is told at once
+        with progress_bar(TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as progress:
+            task = progress.add_task("replay", total=file.stat().st_size)
+            report = replay_file(
+                file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n)
+            )
     steps = ", ".join(f"{step} {count}" for step, count in report["steps"].items())
     typer.echo(
         f"{report['customers']} customers ({steps}); {sum(report['perks_granted'].values())} perks granted, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,23 +43,42 @@ class SimulationSpec:
     malformed: float = 0.0
 
 
-def simulate(spec: SimulationSpec) -> Iterator[bytes]:
+Progress = Callable[[str, int, int], None]
+"""Told (stage, done, total) every so often: "customers" simulated of spec.customers (the longer part), then
+"events" turned into lines of all the events (the duplicate and malformed lines mixed in are not counted)."""
+_EVERY = 1000  # customers, and 10 x as many events, between two progress reports
+
+
+def simulate(spec: SimulationSpec, on_progress: Progress | None = None) -> Iterator[bytes]:
     """Event lines in time order (duplicates and malformed lines mixed in as asked)."""
+    told = on_progress or _untold
     rng = random.Random(spec.seed)
     start = spec.end - timedelta(days=spec.days)
     shop = _Shop(rng, start, spec.end, spec.seed)
     for number in range(spec.customers):
         shop.customer(f"c-{number:07d}", _pick(rng, ARCHETYPES))
+        if (number + 1) % _EVERY == 0 or number + 1 == spec.customers:
+            told("customers", number + 1, spec.customers)
     events = sorted(shop.events, key=lambda item: (item[0], item[1]))
-    lines = [orjson.dumps(event) for _, _, event in events]
-    yield from _dirty(lines, rng, spec)
+    yield from _dirty(_lines(events, told), rng, spec)
 
 
-def write(spec: SimulationSpec, path: Path) -> int:
+def _lines(events: list[tuple[datetime, int, dict[str, Any]]], told: Progress) -> Iterator[bytes]:
+    for number, (_, _, event) in enumerate(events, start=1):
+        yield orjson.dumps(event)
+        if number % (10 * _EVERY) == 0 or number == len(events):
+            told("events", number, len(events))
+
+
+def _untold(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def write(spec: SimulationSpec, path: Path, on_progress: Progress | None = None) -> int:
     """Write the simulation to `path`; return the number of lines."""
     count = 0
     with path.open("wb") as out:
-        for line in simulate(spec):
+        for line in simulate(spec, on_progress):
             out.write(line + b"\n")
             count += 1
     return count
@@ -168,7 +187,7 @@ class _Shop:
                       csat=rng.randint(3, 5), expectation=rng.choice(["met", "exceeded", "met"]))  # fmt: skip
 
 
-def _dirty(lines: list[bytes], rng: random.Random, spec: SimulationSpec) -> Iterator[bytes]:
+def _dirty(lines: Iterable[bytes], rng: random.Random, spec: SimulationSpec) -> Iterator[bytes]:
     broken: list[Callable[[bytes], bytes]] = [
         lambda line: line[: len(line) // 2],
         lambda line: line.replace(b'"amount":"', b'"amount":"-', 1) if b'"amount"' in line else b"[]",

@@ -28,7 +28,7 @@ NONE = "none"  # a label value for "nothing before" (first placement) and unknow
 class WorkerMetrics:
     """What a worker counts and times while it applies events."""
 
-    def __init__(self, registry: CollectorRegistry, inbound_topics: Iterable[str] = ()) -> None:
+    def __init__(self, registry: CollectorRegistry, inbound_topics: tuple[str, str, str] | None = None) -> None:
         self.events = Counter(
             "escalera_events_consumed",
             "Inbound records consumed, by topic, event type and outcome (applied, duplicate, rejected, rerouted).",
@@ -97,11 +97,13 @@ class WorkerMetrics:
 
         self._start_at_zero(inbound_topics)
 
-    def _start_at_zero(self, inbound_topics: Iterable[str]) -> None:
+    def _start_at_zero(self, inbound_topics: tuple[str, str, str] | None) -> None:
         """Every series whose labels are known in advance is exposed at 0 from the start: a series that appears
-        only at its first increment hides that increment from Prometheus' rate() and increase()."""
-        for topic in inbound_topics:
-            for event_type in INBOUND_TYPES:
+        only at its first increment hides that increment from Prometheus' rate() and increase(). Only series that
+        can occur: each inbound topic with the event types it carries (a rejection can come on any of them)."""
+        carried = {} if inbound_topics is None else carried_types(inbound_topics)
+        for topic, event_types in carried.items():
+            for event_type in event_types:
                 for outcome in ("applied", "duplicate"):
                     self.events.labels(topic, event_type, outcome)
             self.events.labels(topic, NONE, "rejected")
@@ -135,6 +137,18 @@ class WorkerMetrics:
                 self.transitions.labels("step", decision.from_step or NONE, decision.to_step).inc()
             else:
                 self.transitions.labels(decision.dimension, decision.from_value or NONE, decision.to_value).inc()
+
+
+def carried_types(inbound_topics: tuple[str, str, str]) -> dict[str, list[str]]:
+    """Each inbound topic and the event types it carries, from `Settings.inbound_topics` (the purchases, feedback
+    and customers topics): purchase.* on the first, feedback.* on the second, the rest on the third, as
+    `engine.broker.publish.route` sends them and schemas/asyncapi.yaml declares them."""
+    purchases, feedback, customers = inbound_topics
+    topic_of = {"purchase": purchases, "feedback": feedback}
+    carried: dict[str, list[str]] = {topic: [] for topic in inbound_topics}
+    for event_type in INBOUND_TYPES:
+        carried[topic_of.get(event_type.partition(".")[0], customers)].append(event_type)
+    return carried
 
 
 class PartitionCounts(Protocol):

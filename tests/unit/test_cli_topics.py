@@ -7,9 +7,12 @@ command's own part: what it prints, and its exit code when the brokers cannot be
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import pytest
+import typer
 from kafka.errors import KafkaTimeoutError
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 import engine.cli.broker as kafka_cli
@@ -26,7 +29,29 @@ def test_the_command_is_listed() -> None:
     assert "topics" in result.stdout
 
 
+def _command_paths(command: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The words that name every command and group of the CLI ((), ("publish",), ("schemas", "export"), ...)."""
+    yield path
+    if isinstance(command, TyperGroup):
+        for name, sub in command.commands.items():
+            yield from _command_paths(sub, (*path, name))
+
+
+def test_no_flag_shows_a_type_in_any_help() -> None:
+    # every flag (--help, --create-topics/--no-create-topics, ...) showed a `<bool>` as if it took a value
+    paths = list(_command_paths(typer.main.get_command(app)))
+    assert ("publish",) in paths and ("schemas", "export") in paths
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "160"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.stdout, (path, result.stdout)
+        assert "Show this message and exit." in result.stdout
+    simulate = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "160"}).stdout
+    assert "<int>" in simulate and "<file>" in simulate  # options that take a value still show its type
+
+
 def test_every_topic_is_printed_once_with_its_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_cli, "check_broker", lambda settings, **_: "kafka:19092")  # the broker answers
     monkeypatch.setattr(kafka_cli, "ensure_topics", lambda settings: ["purchases", "escalera-internal"])
     result = CliRunner().invoke(
         app, ["topics"], env={"ESCALERA_TOPIC_PARTITIONS": "4", "ESCALERA_BOOTSTRAP_SERVERS": "kafka:19092"}
@@ -47,6 +72,7 @@ def test_unreachable_brokers_end_with_a_message_and_exit_2(
     def unreachable(settings: Settings) -> list[str]:
         raise KafkaTimeoutError("Unable to bootstrap from ['kafka:19092']")
 
+    monkeypatch.setattr(kafka_cli, "check_broker", lambda settings, **_: "kafka:19092")  # it answered, then failed
     monkeypatch.setattr(kafka_cli, "ensure_topics", unreachable)
     monkeypatch.setenv("ESCALERA_BOOTSTRAP_SERVERS", "kafka:19092")
     monkeypatch.setattr(sys, "argv", ["escalera", "topics"])

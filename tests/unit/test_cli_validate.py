@@ -124,7 +124,8 @@ def test_lines_are_read_bounded_whatever_their_length_and_ending(tmp_path: Path,
     rows = [b"a" * limit, b"b" * (limit + 1), b"", b"c" * (limit - 1), b"d" * 100_000, b"e" * (limit + 2)]
     path = tmp_path / "lines.jsonl"
     path.write_bytes(ending.join(rows))
-    read = list(bounded_lines(path, limit))
+    with path.open("rb") as handle:
+        read = list(bounded_lines(handle, limit))
     assert [size for _, size in read] == [len(row) for row in rows]
     assert [line for line, _ in read] == [row[: limit + 1] for row in rows]
 

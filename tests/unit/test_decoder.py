@@ -11,6 +11,7 @@ import pytest
 
 from schemas.decoder import DEFAULT_LIMITS, MAX_PAYLOAD_CHARS, DecodeLimits, Rejection, decode
 from schemas.events import (
+    INBOUND_TYPES,
     CustomerRegistered,
     FeedbackReceived,
     PurchaseCompleted,
@@ -139,6 +140,25 @@ def test_each_defect_has_its_reason_and_names_the_field(raw: bytes, reason: str,
     rejection = rejected(raw)
     assert rejection.reason == reason
     assert names in rejection.message
+
+
+def test_an_unknown_type_lists_the_known_types_and_the_closest_one() -> None:
+    # a user guessing feedback.submitted was told only that it is unknown, not that feedback.received exists
+    rejection = decode(encode({**purchase(), "type": "feedback.submitted"}), now=NOW)
+    assert isinstance(rejection, Rejection) and rejection.reason == "unknown_type"
+    assert rejection.message == (
+        "type: 'feedback.submitted' is not an event type Escalera knows; did you mean 'feedback.received'? "
+        "(known: customer.erasure_requested, customer.interest_shown, customer.registered, feedback.received, "
+        "purchase.completed, purchase.refunded)"
+    )
+
+
+@pytest.mark.parametrize("given", ["zzz", 7, ["purchase.completed"], "purchase.completed" * 100])
+def test_an_unknown_type_unlike_any_known_one_lists_them_all_without_a_guess(given: Any) -> None:
+    rejection = decode(encode({**purchase(), "type": given}), now=NOW)
+    assert isinstance(rejection, Rejection) and rejection.reason == "unknown_type"
+    assert "did you mean" not in rejection.message
+    assert all(event_type in rejection.message for event_type in INBOUND_TYPES)
 
 
 def test_a_timestamp_beyond_the_allowed_skew_is_in_the_future() -> None:

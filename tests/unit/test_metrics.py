@@ -6,12 +6,15 @@ from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import orjson
 from prometheus_client import CollectorRegistry
 
+from engine.broker.publish import route
 from engine.loyalty import evolve_in_place, load_policy
+from engine.settings import load_settings
 from engine.stream.metrics import CustomersCollector, WorkerMetrics
 from schemas.decoder import DecodeLimits, Rejection, decode
-from schemas.events import StepChanged
+from schemas.events import INBOUND_TYPES, StepChanged
 
 POLICY = load_policy(None)
 FIRST_PURCHASE = (
@@ -88,3 +91,26 @@ def test_series_with_known_labels_start_at_zero_so_rates_see_their_first_increme
     labels = {"topic": "feedback", "type": "feedback.received", "outcome": "duplicate"}
     assert value("escalera_events_consumed_total", labels) == 0
     assert value("escalera_events_consumed_total", {"topic": "customers", "type": "none", "outcome": "rejected"}) == 0
+
+
+def test_only_series_that_can_occur_start_at_zero() -> None:
+    # /metrics listed every topic x type, e.g. a customer.registered applied on the purchases topic, at 0 forever
+    topics = {"PURCHASES": "shop.orders", "FEEDBACK": "shop.voice", "CUSTOMERS": "shop.people"}
+    settings = load_settings({f"ESCALERA_TOPIC_{role}": name for role, name in topics.items()})
+    registry = CollectorRegistry()
+    WorkerMetrics(registry, settings.inbound_topics)
+    zero = {
+        (sample.labels["topic"], sample.labels["type"], sample.labels["outcome"])
+        for family in registry.collect()
+        if family.name == "escalera_events_consumed"
+        for sample in family.samples
+        if sample.name == "escalera_events_consumed_total"
+    }
+    expected = {
+        (route(orjson.dumps({"type": event_type}), settings).topic, event_type, outcome)
+        for event_type in INBOUND_TYPES
+        for outcome in ("applied", "duplicate")
+    } | {(topic, "none", "rejected") for topic in settings.inbound_topics}  # a bad record can come on any topic
+    assert zero == expected
+    assert ("shop.orders", "customer.registered", "applied") not in zero
+    assert ("shop.people", "customer.erasure_requested", "applied") in zero
