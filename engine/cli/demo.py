@@ -34,8 +34,8 @@ from engine.broker.local import free_port, start_broker
 from engine.broker.publish import publish
 from engine.broker.readback import committed_records, table_states
 from engine.broker.topics import ensure_topics
-from engine.errors import EscaleraError
 from engine.cli.offline import file_errors
+from engine.errors import EscaleraError
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
 from engine.offline.compare import state_differences
 from engine.offline.lines import read_lines

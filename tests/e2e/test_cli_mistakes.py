@@ -74,7 +74,7 @@ def folder(tmp_path: Path) -> Path:
         "validate-dir",
         "missing",
         "demo",
-    ],  # fmt: skip
+    ],
 )
 def test_a_path_that_cannot_be_used_is_one_line_naming_it(folder: Path, args: list[str], message: str) -> None:
     result = escalera(*args, cwd=folder)
