@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.config
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from engine.settings import Settings
 from engine.stream.app import Topology, create_app
 from engine.stream.faust_fixes.delivery import deliver_before_commit
 from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
+from engine.stream.local_state import check_local_tables
 from engine.stream.logs import logging_config
 from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
 from engine.stream.population import PopulationBoard
@@ -111,16 +113,24 @@ async def _read_partition_stats(
 
 
 def run_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) -> None:
-    """Run a worker in the foreground until SIGTERM or Ctrl-C, with Faust's start-up corrected twice: no terminal
-    spinner, and local tables kept only after a clean stop (`faust_fixes.local_tables`)."""
+    """Run a worker in the foreground until SIGTERM or Ctrl-C, with Faust's start-up corrected three times: no
+    terminal spinner, local tables kept only after a clean stop (`faust_fixes.local_tables`), and only while the
+    broker still has the changelog they were built from (`local_state`, issue 16)."""
     from faust.worker import Worker
 
+    # Faust's worker configures logging only once it runs (mode's `Worker.on_first_start`): configured here first,
+    # the lines said before then (about the local tables) come out as every other line, not as plain text on
+    # stderr through Python's last-resort handler (issue 16), and INFO lines are not lost.
+    logging.config.dictConfig(logging_config(settings))
     app, _ = build_worker(settings, policy, tick_seconds=tick_seconds)
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
     # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every
     # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
     worker.spinner = None
-    open_local_state(Path(app.conf.tabledir), settings.data_dir)
+    tables = Path(app.conf.tabledir)
+    open_local_state(tables, settings.data_dir)
+    changelogs = {table.changelog_topic.get_topic_name(): table.name for table in app.tables.values()}
+    check_local_tables(settings, tables, changelogs)
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
