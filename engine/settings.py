@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     bootstrap_servers: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1:9092",)
+    # How long `worker`, `publish` and `topics` wait at start for a bootstrap server to accept a connection before
+    # they give up naming ESCALERA_BOOTSTRAP_SERVERS: a few seconds, so a wrong address is told at once; more where
+    # the broker starts alongside the worker (0: one attempt).
+    broker_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
     app_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] = "escalera"
     web_host: str = "127.0.0.1"  # the interface the web port binds to: the query API stays local unless opened
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066

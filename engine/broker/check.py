@@ -11,22 +11,29 @@ Why not let the clients fail on their own: neither library surfaces these errors
   Faust then restarts its consumer in a loop.
 aiokafka's single connection (`aiokafka.conn.create_conn`) does raise the real error, at once: it is used here.
 
+A broker that is not up (refused, unresolvable, silent) is tried again for ESCALERA_BROKER_WAIT_SECONDS (5 s by
+default: a wrong address is told within seconds, not after the clients' own 30 s); whoever waits is told so at once
+through `on_wait`, with the address and the variable that sets it.
+
 Nothing here logs or shows the password: messages name the user, the server and the variables only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ssl
 import time
+from collections.abc import Callable
+from typing import Any
 
 from engine.broker.connection import aiokafka_security_options
 from engine.errors import EscaleraError
 from engine.settings import ENV_PREFIX, Settings
 
-DEFAULT_TIMEOUT_SECONDS = 30.0  # as long as the clients' own bootstrap waits for a broker that is not up yet
 _ATTEMPT_SECONDS = 10.0
 _RETRY_SECONDS = 0.5
+_SILENT_SECONDS = 2.0  # a first attempt still pending after this long (a host that drops packets) is waited for
 
 
 class BrokerCheckError(EscaleraError):
@@ -49,21 +56,57 @@ class BrokerUnreachableError(BrokerCheckError):
     """No bootstrap server accepted a connection in time."""
 
 
-def check_broker(settings: Settings, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> str:
+def check_broker(settings: Settings, timeout: float | None = None, on_wait: Callable[[str], None] | None = None) -> str:
     """Connect to a bootstrap server as the clients will (TLS, SASL) and ask for metadata; return that server.
 
-    A refused or timed-out connection is tried again until `timeout` (the broker may be starting); a security
-    failure is final and raised at once.
+    A refused or timed-out connection is tried again until `timeout` (ESCALERA_BROKER_WAIT_SECONDS by default: the
+    broker may be starting), and `on_wait` is called once with a line saying so as soon as the first attempt fails
+    or has not been answered for two seconds; a security failure is final and raised at once.
     """
+    wait = settings.broker_wait_seconds if timeout is None else timeout
     # A loop of its own, never made the thread's current one: the Faust worker sets up its loop afterwards.
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(_check(settings, timeout))
+        return loop.run_until_complete(_check(settings, wait, on_wait))
     finally:
         loop.close()
 
 
-async def _check(settings: Settings, timeout: float) -> str:
+def waiting_line(settings: Settings, timeout: float, reason: str) -> str:
+    """What a command says while it waits for the brokers: where, which variables to change, and why."""
+    servers = ",".join(settings.bootstrap_servers)
+    return (
+        f"waiting for a Kafka broker at {servers} ({ENV_PREFIX}BOOTSTRAP_SERVERS) for up to {timeout:g} s "
+        f"({ENV_PREFIX}BROKER_WAIT_SECONDS): {reason} ..."
+    )
+
+
+async def _check(settings: Settings, timeout: float, on_wait: Callable[[str], None] | None) -> str:
+    # Loaded before the clock starts: on a busy machine the import alone may take a second, and a broker that
+    # answers must not be reported as waited for.
+    for module in ("aiokafka.conn", "aiokafka.errors", "aiokafka.protocol.metadata"):
+        importlib.import_module(module)
+
+    options = aiokafka_security_options(settings)
+    deadline = time.monotonic() + timeout
+    told = False
+
+    def tell(reason: str) -> None:  # once, and only when there is time to wait
+        nonlocal told
+        if on_wait is not None and not told and timeout > 0:
+            told = True
+            on_wait(waiting_line(settings, timeout, reason))
+
+    silent = asyncio.get_running_loop().call_later(_SILENT_SECONDS, tell, "no answer yet")
+    try:
+        return await _attempts(settings, timeout, deadline, options, tell)
+    finally:
+        silent.cancel()
+
+
+async def _attempts(
+    settings: Settings, timeout: float, deadline: float, options: dict[str, Any], tell: Callable[[str], None]
+) -> str:
     from aiokafka.conn import create_conn
     from aiokafka.errors import (
         AuthenticationFailedError,
@@ -75,8 +118,6 @@ async def _check(settings: Settings, timeout: float) -> str:
     )
     from aiokafka.protocol.metadata import MetadataRequest
 
-    options = aiokafka_security_options(settings)
-    deadline = time.monotonic() + timeout
     last_error = "no attempt"
     while True:
         for server in settings.bootstrap_servers:
@@ -97,16 +138,15 @@ async def _check(settings: Settings, timeout: float) -> str:
             except ssl.SSLCertVerificationError as error:
                 raise BrokerTrustError(_untrusted(server, settings, error)) from None
             except (ssl.SSLError, ConnectionResetError) as error:
-                if isinstance(error, ConnectionResetError) and not settings.security_protocol.endswith("SSL"):
-                    last_error = f"{server}: connection reset"
-                    continue
-                # A plain listener closes the connection on the TLS hello: asyncio reports a bare
-                # ConnectionResetError (a blocking socket would say SSLEOFError).
-                reason = getattr(error, "reason", None) or "the connection was closed"
-                raise BrokerTrustError(
-                    f"TLS handshake with {server} failed: {reason}: does this listener speak TLS? "
-                    f"(check {ENV_PREFIX}SECURITY_PROTOCOL={settings.security_protocol})"
-                ) from None
+                if not isinstance(error, ConnectionResetError) or settings.security_protocol.endswith("SSL"):
+                    # A plain listener closes the connection on the TLS hello: asyncio reports a bare
+                    # ConnectionResetError (a blocking socket would say SSLEOFError).
+                    reason = getattr(error, "reason", None) or "the connection was closed"
+                    raise BrokerTrustError(
+                        f"TLS handshake with {server} failed: {reason}: does this listener speak TLS? "
+                        f"(check {ENV_PREFIX}SECURITY_PROTOCOL={settings.security_protocol})"
+                    ) from None
+                last_error = f"{server}: connection reset"
             except UnsupportedSaslMechanismError:
                 raise BrokerAuthenticationError(
                     f"{server} does not offer the SASL mechanism {settings.sasl_mechanism}: "
@@ -133,15 +173,21 @@ async def _check(settings: Settings, timeout: float) -> str:
                 ) from None
             except KafkaError as error:  # any other answer: try again, then report it
                 last_error = f"{server}: {type(error).__name__}: {error}"
-            except (OSError, TimeoutError) as error:  # refused, unresolvable, timed out: maybe not up yet
+            except ConnectionRefusedError:  # nothing listens there (yet)
+                last_error = f"{server}: connection refused"
+            except (OSError, TimeoutError) as error:  # unresolvable, unroutable, timed out: maybe not up yet
                 last_error = f"{server}: {str(error) or type(error).__name__}"
-        if time.monotonic() + _RETRY_SECONDS > deadline:
+            if len(settings.bootstrap_servers) == 1:  # the address is in the message already
+                last_error = last_error.removeprefix(f"{server}: ")
+            tell(last_error)
+        left = deadline - time.monotonic()
+        if left <= 0:
             servers = ",".join(settings.bootstrap_servers)
             raise BrokerUnreachableError(
-                f"no Kafka broker answered at {servers} within {timeout:.0f} s (last: {last_error}); "
-                f"check {ENV_PREFIX}BOOTSTRAP_SERVERS"
+                f"no Kafka broker answered at {servers} within {timeout:g} s ({last_error}): "
+                f"check {ENV_PREFIX}BOOTSTRAP_SERVERS (or wait longer: {ENV_PREFIX}BROKER_WAIT_SECONDS)"
             )
-        await asyncio.sleep(_RETRY_SECONDS)
+        await asyncio.sleep(min(_RETRY_SECONDS, left))  # the last attempt at the deadline itself
 
 
 def _untrusted(server: str, settings: Settings, error: ssl.SSLCertVerificationError) -> str:

@@ -10,14 +10,15 @@ from pathlib import Path
 from types import FrameType
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from engine.broker.check import check_broker
 from engine.broker.local import start_broker
+from engine.broker.local.broker import CLIENT_PORT
 from engine.broker.local.security import BrokerSecurity, prepare_security
 from engine.broker.publish import publish
 from engine.broker.topics import ensure_topics, loyalty_topics
+from engine.cli.offline import progress_bar
 from engine.errors import EscaleraError
 from engine.offline.lines import read_lines
 from engine.settings import Settings
@@ -31,11 +32,18 @@ class TopicsUnavailableError(EscaleraError):
     """The brokers could not be reached, or refused to create or describe the topics."""
 
 
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
 def topics(ctx: typer.Context) -> None:
-    """Create the Escalera topics that are missing (every one with ESCALERA_TOPIC_PARTITIONS partitions), list them."""
+    """Create the Escalera topics that are missing (every one with ESCALERA_TOPIC_PARTITIONS partitions), list them.
+
+    On the brokers of ESCALERA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, as `escalera kafka`)."""
     from kafka.errors import KafkaError
 
     settings: Settings = ctx.obj
+    check_broker(settings, on_wait=_say)  # no broker: told at once, ended in seconds, naming the variable
     try:
         created = set(ensure_topics(settings))
     except KafkaError as exc:
@@ -62,7 +70,10 @@ def _request_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def kafka(
-    port: int = typer.Option(0, help="Port for clients on 127.0.0.1 (0: a free port)."),
+    port: int = typer.Option(
+        CLIENT_PORT,
+        help=f"Port for clients on 127.0.0.1 ({CLIENT_PORT}: where every client looks by default; 0: a free port).",
+    ),
     data: Path | None = typer.Option(None, help="Data directory kept between runs (default: temporary)."),
     sasl_ssl: Path | None = typer.Option(
         None,
@@ -72,7 +83,9 @@ def kafka(
         "(kept: reused next time).",
     ),
 ) -> None:
-    """Run a local Apache Kafka broker (KRaft, single node) until Ctrl-C or SIGTERM."""
+    """Run a local Apache Kafka broker (KRaft, single node) until Ctrl-C or SIGTERM.
+
+    On port 9092, clients need no setting; on another, it prints the ESCALERA_BOOTSTRAP_SERVERS line to export."""
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     security = prepare_security(sasl_ssl) if sasl_ssl is not None else None
@@ -87,6 +100,8 @@ def kafka(
         )
         if security is not None:
             typer.echo(_client_exports(broker.bootstrap_servers, security))
+        elif broker.port != CLIENT_PORT:  # clients default to 127.0.0.1:9092: tell them where it is
+            typer.echo(f"export ESCALERA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
         typer.echo(f"(started in {broker.started_in_seconds:.1f} s; log: {broker.log_path})", err=True)
         while broker.process.poll() is None:
             time.sleep(0.5)
@@ -110,15 +125,16 @@ def publish_command(
     rate: float = typer.Option(0.0, help="Records per second (0: as fast as the broker takes them)."),
     create_topics: bool = typer.Option(True, help="Create missing Escalera topics first."),
 ) -> None:
-    """Publish a JSON-lines event file to the inbound topics, keyed by customer_id."""
+    """Publish a JSON-lines event file to the inbound topics, keyed by customer_id.
+
+    To the brokers of ESCALERA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092, as `escalera kafka`)."""
     settings: Settings = ctx.obj
-    check_broker(settings)  # a wrong password or an untrusted certificate ends here, with a message
+    # No broker, a wrong password or an untrusted certificate ends here, with a message naming the variable.
+    check_broker(settings, on_wait=_say)
     if create_topics:
         ensure_topics(settings)
-    err = Console(stderr=True)
-    with Progress(
-        TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
-    ) as progress:
+    # A bar on a terminal; nothing in a log or a pipe (the summary line below says it all there).
+    with progress_bar(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as progress:
         task = progress.add_task("publish", total=_count_lines(file))
         report = publish(read_lines(file), settings, rate=rate, on_sent=lambda n: progress.advance(task, n))
     per_topic = ", ".join(f"{topic}: {count}" for topic, count in sorted(report.sent.items()))

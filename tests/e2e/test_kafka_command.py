@@ -1,4 +1,5 @@
-"""`escalera kafka` as a user runs it: a real broker an outside client uses, stopped cleanly."""
+"""`escalera kafka` as a user runs it: a real broker an outside client uses, stopped cleanly; on the clients'
+default port 9092 unless told otherwise, and a busy port refused in one line that leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from engine.broker.local import start_broker
+from engine.broker.local import free_port, start_broker
 from engine.errors import LocalKafkaError
 
 pytestmark = pytest.mark.e2e
@@ -28,15 +29,18 @@ def java_processes_with(marker: str) -> list[int]:
 
 
 def start_command(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()  # not the default 9092, which a developer's own broker may hold
     process = subprocess.Popen(
-        [*ESCALERA, "kafka", "--data", str(tmp_path / "kafka")],
+        [*ESCALERA, "kafka", "--port", str(port), "--data", str(tmp_path / "kafka")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline().strip()  # blocks until ready (or exit)
-    if not line.startswith("kafka ready at 127.0.0.1:"):
+    if line != f"kafka ready at 127.0.0.1:{port}":
         process.kill()
         raise AssertionError(f"unexpected first line {line!r}; stderr:\n{process.communicate()[1]}")
+    # Clients look for 127.0.0.1:9092 by default: on another port, the line that tells them is printed.
+    assert process.stdout.readline().strip() == f"export ESCALERA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
     return process, line.rsplit(" ", 1)[1]
 
 
@@ -84,6 +88,32 @@ def test_a_busy_port_is_refused_before_the_jvm_starts(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(LocalKafkaError, match=f"port {port} on 127.0.0.1 is already in use"):
             start_broker(data_dir=tmp_path / "kafka", port=port)
+
+
+def test_the_default_port_is_the_clients_9092_and_busy_it_is_refused_in_one_line_leaving_no_folder(
+    tmp_path: Path,
+) -> None:
+    # 9092 held here, or already held by someone's broker: either way `escalera kafka` must refuse it, since
+    # without --port it listens where every client looks by default.
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            busy.bind(("127.0.0.1", 9092))
+            busy.listen()
+        except OSError:
+            pass  # someone listens there already
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        env = {**os.environ, "TMPDIR": str(temp)}  # where the broker's temporary data folder would be made
+        began = time.monotonic()
+        result = subprocess.run([*ESCALERA, "kafka"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert time.monotonic() - began < 15
+    assert result.stderr.splitlines() == [
+        "escalera: port 9092 on 127.0.0.1 is already in use (another broker?): choose another with --port N, "
+        "or --port 0 for a free one"
+    ]
+    assert list(temp.iterdir()) == []  # no empty escalera-kafka-* folder left behind
 
 
 def test_a_broker_that_cannot_start_fails_fast_with_its_log(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
     root = tmp_path_factory.mktemp("secured")
     material, data = root / "tls", root / "kafka"
     process = subprocess.Popen(
-        [*ESCALERA, "kafka", "--sasl-ssl", str(material), "--data", str(data)],
+        [*ESCALERA, "kafka", "--port", str(free_port()), "--sasl-ssl", str(material), "--data", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=without_escalera_vars(),
     )  # fmt: skip
     assert process.stdout is not None

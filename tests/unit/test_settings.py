@@ -25,6 +25,7 @@ def test_defaults_need_no_environment() -> None:
     )
     assert settings.table_store_url == "rocksdb://"
     assert settings.max_event_bytes == 65536
+    assert settings.broker_wait_seconds == 5.0  # a few seconds: a wrong address is told at once (issue 16)
 
 
 def test_values_are_read_from_prefixed_variables(tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_values_are_read_from_prefixed_variables(tmp_path: Path) -> None:
             "ESCALERA_TOPIC_PARTITIONS": "12",
             "ESCALERA_TABLE_STORE": "memory",
             "ESCALERA_WALL_CLOCK_WHEN_IDLE": "false",
+            "ESCALERA_BROKER_WAIT_SECONDS": "60",
             "UNRELATED": "ignored",
         }
     )
@@ -49,6 +51,7 @@ def test_values_are_read_from_prefixed_variables(tmp_path: Path) -> None:
     assert settings.topic_partitions == 12
     assert settings.table_store_url == "memory://"
     assert settings.wall_clock_when_idle is False
+    assert settings.broker_wait_seconds == 60.0
 
 
 def test_settings_are_frozen() -> None:
@@ -69,6 +72,8 @@ def test_settings_are_frozen() -> None:
         ("ESCALERA_POLICY_FILE", "/nonexistent/policy.yaml", "no such file"),
         ("ESCALERA_TOPIC_DLQ", "dead letters", "should match pattern"),
         ("ESCALERA_TOPIC_PARTITIONS", "0", "greater than or equal to 1"),
+        ("ESCALERA_BROKER_WAIT_SECONDS", "-1", "greater than or equal to 0"),
+        ("ESCALERA_BROKER_WAIT_SECONDS", "soon", "valid number"),
     ],
 )
 def test_a_wrong_value_names_its_variable(variable: str, value: str, complaint: str) -> None:

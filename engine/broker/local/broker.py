@@ -23,8 +23,11 @@ from typing import Any
 from engine.broker.local.jars import broker_jars, deploy_dir, require_java
 from engine.broker.local.security import BrokerSecurity
 from engine.errors import LocalKafkaError
+from engine.settings import Settings
 
 READY_TIMEOUT_SECONDS = 90.0
+# The port of the clients' default bootstrap server (127.0.0.1:9092): `escalera kafka` listens there by default.
+CLIENT_PORT = int(Settings.model_fields["bootstrap_servers"].default[0].rpartition(":")[2])
 HEAP = "512m"
 _PR_SET_PDEATHSIG = 1
 
@@ -112,12 +115,17 @@ def start_broker(
     began = time.monotonic()
     java = require_java()
     jars = broker_jars()
+    # Before any folder is made: a refused port leaves nothing behind.
+    if port and _port_open(port):
+        raise LocalKafkaError(
+            f"port {port} on 127.0.0.1 is already in use (another broker?): choose another with --port N, "
+            "or --port 0 for a free one"
+        )
+    if controller_port and _port_open(controller_port):
+        raise LocalKafkaError(f"controller port {controller_port} on 127.0.0.1 is already in use: choose another")
     owns = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="escalera-kafka-")) if data_dir is None else data_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    for wanted in (port, controller_port):
-        if wanted and _port_open(wanted):
-            raise LocalKafkaError(f"port {wanted} on 127.0.0.1 is already in use: choose another, or 0 for a free one")
     port = port or free_port()
     controller_port = controller_port or free_port()
     internal_port = free_port() if security is not None else None

@@ -113,8 +113,10 @@ class Continuity:
             await self.consumer.seek_wait({tp: due})
         self.missing.clear()
         for tp, offset in sorted(self.stalled.items()):
-            log.warning("no record of %s/%d came for %.0f s though records are left: reading again from offset %d",
-                        tp.topic, tp.partition, STALL_SECONDS, offset)  # fmt: skip
+            # INFO: reading again is the cure, nothing for an operator to do (issue 16: WARNING is for action); a
+            # partition that stays stuck shows as lag (escalera_consumer_lag_records, alert EscaleraConsumerLagGrowing).
+            log.info("no record of %s/%d came for %.0f s though records are left: reading again from offset %d",
+                     tp.topic, tp.partition, STALL_SECONDS, offset)  # fmt: skip
             self.last_record[tp] = now
             await self.consumer.seek_wait({tp: offset})
         self.stalled.clear()
