@@ -251,13 +251,13 @@ def _watch(
         consumer.close()
         for handle in files.values():
             handle.close()
-    if not console.is_terminal:
-        console.print(_view(steps, received, read, lines, None), crop=False)
     if worker.poll() is not None:
         log = spec.out / "worker.log"
         if worker.returncode == 0:
             raise DemoInterrupted("the worker was stopped")
         raise DemoError(f"the worker stopped unexpectedly (exit code {worker.returncode}); see its log {log}")
+    if not console.is_terminal:
+        console.print(_view(steps, received, read, lines, None), crop=False)
     return received
 
 
@@ -304,7 +304,7 @@ def _view(steps: dict[str, str], received: Counter[str], read: int, lines: int, 
     table = Table(title="Escalera: the loyalty ladder, live from the streaming worker", expand=False)
     table.add_column("step")
     table.add_column("customers", justify="right")
-    table.add_column("")
+    table.add_column("", min_width=30)  # the bars' full width from the start: the title does not wrap while empty
     for step in STEPS:
         table.add_row(step, str(counts.get(step, 0)), "█" * round(30 * counts.get(step, 0) / widest))
     # Two short lines, each under 80 columns: one long line was hard-wrapped mid-phrase (issue 16).

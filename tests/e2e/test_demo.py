@@ -71,5 +71,6 @@ def test_ctrl_c_during_the_demo_stops_it_with_one_line_and_no_traceback(tmp_path
     assert "Traceback" not in stderr and "unexpectedly" not in stderr, stderr[-3000:]
     message = f"demo interrupted: the worker and the local Kafka are stopped; what was written so far is in {out}/"
     assert message in stderr, stderr[-1500:]
+    assert "customers" not in log.read_text()  # no ladder of a run cut short
     # Not a terminal: a line of progress every few seconds instead of the live view (issue 16: nothing appeared).
     assert re.search(r"\d+ s  worker: \d+/\d+ events committed, \d+ dead-lettered · outputs: ", stderr), stderr[-1500:]

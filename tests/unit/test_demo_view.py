@@ -32,3 +32,9 @@ def test_the_status_fits_80_columns_even_with_large_counts() -> None:
     console.print(_view({"c-1": "buyer"}, received, 5, 10, rates))
     text = console.export_text()
     assert "worker: 5/10 events committed, 123456 dead-lettered\noutputs: 12345678 transitions" in text
+
+
+def test_the_title_stays_on_one_line_while_the_ladder_is_empty() -> None:
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(_view({}, Counter(), 0, 10, None))
+    assert "Escalera: the loyalty ladder, live from the streaming worker" in console.export_text()
