@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperOption
 
 import engine
-from engine.cli import broker, contracts, demo, loyalty, offline, stream
+from engine.cli import bootstrap, broker, contracts, demo, loyalty, offline, stream
 from engine.errors import EscaleraError
 from engine.settings import load_settings
 
@@ -63,6 +63,7 @@ app.add_typer(loyalty.policy_app, name="policy")
 app.command("simulate")(offline.simulate)
 app.command("replay")(offline.replay)
 app.command("publish")(broker.publish_command)
+app.command("bootstrap")(bootstrap.bootstrap)
 app.command("worker")(stream.worker_command)
 app.command("demo")(demo.demo_command)
 app.command("explain")(stream.explain)

@@ -26,7 +26,7 @@ from engine.offline.simulation import DEFAULT_END, SimulationSpec, write
 from engine.settings import Settings
 
 
-def _timestamp(text: str) -> datetime:
+def parse_timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -81,7 +81,7 @@ def simulate(
     end: str = typer.Option(DEFAULT_END.isoformat(), help="End of the simulated period (RFC 3339)."),
 ) -> None:
     """Write a realistic, deterministic synthetic population as JSON lines of inbound events."""
-    spec = SimulationSpec(customers, days, seed, _timestamp(end), duplicates, malformed)
+    spec = SimulationSpec(customers, days, seed, parse_timestamp(end), duplicates, malformed)
     stages: dict[str, TaskID] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with file_errors("write --out", out), progress_bar(*columns) as progress:
@@ -111,7 +111,7 @@ def replay(
     settings: Settings = ctx.obj
     effective = load_policy(policy or settings.policy_file)
     limits = settings.decode_limits(effective.currencies)
-    moment = None if as_of is None else _timestamp(as_of)
+    moment = None if as_of is None else parse_timestamp(as_of)
     with file_errors("write --out", out):
         out.mkdir(parents=True, exist_ok=True)  # before the replay: a wrong --out is told at once
         with progress_bar(TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as progress:

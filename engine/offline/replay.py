@@ -60,16 +60,21 @@ class Replay:
         self.book = SpendBook()  # every customer's window spend as of the last midnight passed
         self._passed: datetime | None = None  # the last midnight passed (volume classified as of it)
         self.counts = ReplayCounts()
+        self.last_event: InboundEvent | None = None  # the last line's event (None: it was rejected)
+        # Called at each midnight classified, with its population (bootstrap seeds the workers with them).
+        self.on_midnight: Callable[[datetime, Population], None] | None = None
 
     def feed(self, raw: bytes) -> None:
         """Decode one line and apply it; a line that is not a valid event becomes a dead letter."""
         self.counts.lines += 1
         result = decode(raw, now=self.now, limits=self.limits)
         if isinstance(result, Rejection):
+            self.last_event = None
             self.counts.rejections[result.reason] += 1
             self.on_rejected(result.to_event(RejectionSource(line=self.counts.lines), self.clock or EPOCH))
             return
         self.counts.events += 1
+        self.last_event = result
         moment = result.occurred_at
         if self.clock is None:
             self.clock, self._passed = moment, day_start(moment)
@@ -117,6 +122,8 @@ class Replay:
                 self.book.changed = False
             for customer_id, outcome, due in classify_day(self.book, day, population, self.states.get, self.policy):
                 self._record(customer_id, outcome, due)
+            if self.on_midnight is not None:
+                self.on_midnight(day, population)
             self._passed = day
         self._passed = max(self._passed, until)
 
