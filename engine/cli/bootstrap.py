@@ -87,12 +87,12 @@ def bootstrap(
         out.mkdir(parents=True, exist_ok=True)
 
     began = time.monotonic()
+    # Decisions from the cutover on are published after the fold (nothing is written before every check passed):
+    # kept in a file meanwhile, not in memory (a cutover years back may hold millions).
     published_file = (out / "published.jsonl").open("wb")
-    live: list[DecisionEvent] = []
 
     def publish_later(decision: DecisionEvent) -> None:
         published_file.write(flat_json(decision) + b"\n")
-        live.append(decision)
 
     total = sum(path.stat().st_size for path in files)
     with DecisionFiles(out) as audit, published_file:
@@ -123,9 +123,12 @@ def bootstrap(
                 writer.state(customer_id, state.to_json())
                 bar.advance(task)
         writer.stats(population_record(day, population) for day, population in folded.midnight_populations())
-        for decision in live:
-            topic = settings.topic_perks if decision.type == "perk.granted" else settings.topic_transitions
-            writer.decision(topic, decision.customer_id, flat_json(decision))
+        with (out / "published.jsonl").open("rb") as published:
+            for line in published:
+                decision = line.rstrip(b"\n")
+                head = orjson.loads(decision)
+                topic = settings.topic_perks if head["type"] == "perk.granted" else settings.topic_transitions
+                writer.decision(topic, head["customer_id"], decision)
     finally:
         writer.close()
     written_in = time.monotonic() - writing
