@@ -36,9 +36,12 @@ from schemas.construct import flat_json
 
 def bootstrap(
     ctx: typer.Context,
-    files: list[Path] = typer.Argument(..., help="JSON-lines event files of the history, oldest first."),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE", help="JSON-lines event files of the history, oldest first."
+    ),
     publish_from: str | None = typer.Option(
         None,
+        metavar="TIME",
         help="Publish the decisions dated at or after this moment (RFC 3339) to the perk and transition topics "
         "(default: none; every historic decision goes to the files only).",
     ),
