@@ -85,16 +85,18 @@ def fold(
 ) -> Folded:
     """Fold `files` in order with the replay's core. An event older than the latest before it by more than `grace`
     stops the fold (HistoryOutOfOrder, naming the file and line): the workers apply such an event as late, the
-    replay in file order, and a seed must be what both would have."""
+    replay in file order, and a seed must be what both would have. A repeated event (an export's redelivery, the
+    same event id) is not out of order: it changes nothing anywhere."""
     replay = Replay(policy, limits, now, cutover.decide, on_rejected)
     folded = Folded(replay)
     replay.on_midnight = folded.populations.__setitem__
     for path in files:
         for number, line in enumerate(read_lines(path), start=1):
-            latest = replay.clock
+            latest, duplicates = replay.clock, replay.counts.duplicates
             replay.feed(line)
             event = replay.last_event
-            if event is not None and latest is not None and latest - event.occurred_at > grace:
+            repeated = replay.counts.duplicates > duplicates  # a redelivery changes nothing, wherever it is
+            if event is not None and latest is not None and latest - event.occurred_at > grace and not repeated:
                 raise HistoryOutOfOrder(
                     f"{path} line {number}: the event {event.event_id!r} happened at {event.occurred_at.isoformat()}, "
                     f"{(latest - event.occurred_at).total_seconds():,.0f} s before an earlier line's "
