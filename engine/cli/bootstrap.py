@@ -27,7 +27,7 @@ from engine.broker.seed import BootstrapRefused, SeedWriter, delete_seeded, live
 from engine.broker.topics import ensure_topics
 from engine.cli.offline import file_errors, parse_timestamp, progress_bar
 from engine.loyalty import DecisionEvent, load_policy
-from engine.offline.history import Cutover, fold
+from engine.offline.history import Cutover, Folded, fold
 from engine.offline.outputs import DecisionFiles, write_outputs
 from engine.settings import Settings
 from engine.stream.population import population_record
@@ -101,13 +101,17 @@ def bootstrap(
     with DecisionFiles(out) as audit, published_file:
         cutover = Cutover(moment, audit.decision, publish_later)
         columns = (TextColumn("folding the history"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with progress_bar(*columns) as bar:
-            task = bar.add_task("fold", total=total)
-            folded = fold(
-                files, effective, settings.decode_limits(effective.currencies), datetime.now(UTC),
-                timedelta(seconds=settings.arrival_grace_seconds), cutover, audit.rejected,
-                lambda n: bar.advance(task, n),
-            )  # fmt: skip
+        try:
+            with progress_bar(*columns) as bar:
+                task = bar.add_task("fold", total=total)
+                folded = fold(
+                    files, effective, settings.decode_limits(effective.currencies), datetime.now(UTC),
+                    timedelta(seconds=settings.arrival_grace_seconds), cutover, audit.rejected,
+                    lambda n: bar.advance(task, n),
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            typer.echo("\nbootstrap interrupted while folding the history: nothing was written to Kafka", err=True)
+            raise typer.Exit(130) from None
     replay = folded.replay
     folded_in = time.monotonic() - began
 
@@ -120,18 +124,14 @@ def bootstrap(
     writing = time.monotonic()
     writer = SeedWriter(settings)
     try:
-        with progress_bar(TextColumn("writing the states"), BarColumn(), MofNCompleteColumn()) as bar:
-            task = bar.add_task("states", total=len(replay.states))
-            for customer_id, state in replay.states.items():
-                writer.state(customer_id, state.to_json())
-                bar.advance(task)
-        writer.stats(population_record(day, population) for day, population in folded.midnight_populations())
-        with (out / "published.jsonl").open("rb") as published:
-            for line in published:
-                decision = line.rstrip(b"\n")
-                head = orjson.loads(decision)
-                topic = settings.topic_perks if head["type"] == "perk.granted" else settings.topic_transitions
-                writer.decision(topic, head["customer_id"], decision)
+        _write(settings, writer, folded, out)
+    except KeyboardInterrupt:
+        typer.echo(
+            "\nbootstrap interrupted while writing: the table's topics hold part of the seed; run it again with "
+            "--replace before starting any worker",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     finally:
         writer.close()
     written_in = time.monotonic() - writing
@@ -162,3 +162,20 @@ def bootstrap(
         f"writes {written_in:.1f} s); {cutover.held} historic decisions in {out}/perks.jsonl and "
         f"transitions.jsonl, {cutover.published} published from the cutover; start the workers now"
     )
+
+
+def _write(settings: Settings, writer: SeedWriter, folded: Folded, out: Path) -> None:
+    """The states, every midnight's population, then the decisions from the cutover on (from published.jsonl)."""
+    replay = folded.replay
+    with progress_bar(TextColumn("writing the states"), BarColumn(), MofNCompleteColumn()) as bar:
+        task = bar.add_task("states", total=len(replay.states))
+        for customer_id, state in replay.states.items():
+            writer.state(customer_id, state.to_json())
+            bar.advance(task)
+    writer.stats(population_record(day, population) for day, population in folded.midnight_populations())
+    with (out / "published.jsonl").open("rb") as published:
+        for line in published:
+            decision = line.rstrip(b"\n")
+            head = orjson.loads(decision)
+            topic = settings.topic_perks if head["type"] == "perk.granted" else settings.topic_transitions
+            writer.decision(topic, head["customer_id"], decision)

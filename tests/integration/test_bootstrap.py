@@ -7,6 +7,7 @@ too: tests/integration/test_real_arrival.py.)"""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -157,3 +158,25 @@ def test_bootstrap_refuses_live_workers_a_filled_table_a_history_out_of_order_an
     assert (tmp_path / "again" / "customers.jsonl").read_bytes() == (
         tmp_path / "seeded" / "customers.jsonl"
     ).read_bytes()
+
+
+def test_ctrl_c_during_the_fold_writes_nothing_and_says_so_in_one_line(bootstrap: str, tmp_path: Path) -> None:
+    env = engine_env(bootstrap)
+    history, _ = history_and_tail(customers=1500, seed=5)
+    (tmp_path / "history.jsonl").write_bytes(b"\n".join(history) + b"\n")
+    ensure_topics(settings_of(env))
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")}, **env}
+    command = [sys.executable, "-m", "engine.cli", "bootstrap", "history.jsonl"]
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stderr:
+        running = subprocess.Popen(command, cwd=tmp_path, env=full, stdout=subprocess.PIPE, stderr=stderr)
+        wait_until(lambda: (tmp_path / "escalera-bootstrap" / "perks.jsonl").exists(), 60, "the fold began", 0.1)
+        time.sleep(0.5)
+        running.send_signal(signal.SIGINT)  # what Ctrl-C does
+        running.wait(60)
+    said = err.read_text()
+    assert running.returncode == 130 and "Traceback" not in said, said[-2000:]
+    if "while folding the history: nothing was written to Kafka" in said:
+        assert occupied(settings_of(env)).empty
+    else:  # the fold was over already: the writes were interrupted, and the way out is named
+        assert "run it again with --replace before starting any worker" in said, said
