@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from tests.e2e.test_demo import assert_the_demo_ended_where_the_replay_ends
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,6 +42,8 @@ def test_the_quick_start_runs_as_written_twice_in_the_same_folder(tmp_path: Path
         assert "customers equal the replay's in every field" in result.stderr, (run, result.stderr[-2000:])
         assert (here / "escalera-replay" / "summary.json").is_file()
         assert "loyalty policy, version" in result.stdout  # `escalera policy show`
+        assert "kafka ready at 127.0.0.1:" in result.stderr and "worker exit code 0" in result.stderr
+        assert_the_demo_ended_where_the_replay_ends(here / "escalera-demo")
     # The demo's closing hint is a command that works when pasted here as it is printed.
     hint = re.search(r"`([^`]*replay [^`]*)` gives the same customers", result.stdout)
     assert hint is not None, result.stdout[-1500:]
