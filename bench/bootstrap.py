@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=1, help="replay and bootstrap runs, alternated (medians)")
     parser.add_argument("--stream-events", type=int, default=0, help="stream only this prefix (0: the whole file)")
-    parser.add_argument("--scratch", type=Path, default=None, help="where the file and outputs go (default: /tmp)")
+    parser.add_argument("--scratch", type=Path, default=None, help="where the file and outputs go (default: temp dir)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-bootstrap-", dir=args.scratch))
