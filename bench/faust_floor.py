@@ -17,11 +17,12 @@ import orjson
 from faust.worker import Worker
 
 from engine.settings import load_settings
-from engine.stream.app import create_app
+from engine.stream.app import create_app, use_event_loop
 
 
 def main() -> None:
     settings = load_settings(dict(os.environ))
+    use_event_loop(settings)  # the same loop as the worker's
     topology = create_app(settings)
     app = topology.app
     out = os.environ["FLOOR_OUTPUT_TOPIC"]

@@ -6,7 +6,8 @@ directory and measures, one run:
 - restore: seconds from the worker's start until Faust reports its tables restored (its log);
 - ready: seconds from the start until a purchase published at the start has produced its welcome perk
   (restore, then learning the owned customers' due days and clocks, then the event itself);
-- the first population pass (every customer's spend, the volume of every customer) from the worker's log;
+- the first midnight after the start (every restored customer's spend and volume settled): seconds from a purchase
+  published the next day to its perk, and the worker's log line for that midnight;
 - the worker's peak resident memory (VmHWM) at the end.
 
 Run: .venv/bin/python bench/restore.py [--customers 1000000]
@@ -76,6 +77,28 @@ def fill_changelog(settings: Settings, customers: int) -> tuple[int, float]:
     return written, time.perf_counter() - began
 
 
+def probe(settings: Settings, event_id: str, occurred_at: str, since: float, timeout: float) -> float:
+    """Publish a new customer's purchase; seconds from `since` (epoch) to its welcome perk's timestamp."""
+    line = orjson.dumps({"type": "purchase.completed", "event_id": event_id, "customer_id": event_id,
+                         "occurred_at": occurred_at, "schema_version": 1, "order_id": f"o-{event_id}",
+                         "amount": "20.00", "currency": "EUR"})  # fmt: skip
+    target = route(line, settings)
+    producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers))
+    producer.send(target.topic, key=target.key, value=line).get(30)
+    producer.close()
+    consumer = KafkaConsumer(settings.topic_perks, bootstrap_servers=list(settings.bootstrap_servers),
+                             auto_offset_reset="earliest", consumer_timeout_ms=1000)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in consumer:
+                if orjson.loads(record.value)["caused_by"] == event_id:
+                    return round(record.timestamp / 1000 - since, 3)
+    finally:
+        consumer.close()
+    raise RuntimeError(f"no perk for the purchase {event_id} in {timeout:.0f} s")
+
+
 def peak_rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -105,43 +128,24 @@ def main() -> None:
         ensure_topics(settings)
         written, fill_seconds = fill_changelog(settings, args.customers)
         print(f"changelog: {args.customers} states, {written / 1e6:.0f} MB in {fill_seconds:.0f} s", flush=True)
-        probe = orjson.dumps({"type": "purchase.completed", "event_id": "probe-1", "customer_id": "probe",
-                              "occurred_at": "2020-01-01T00:00:00+00:00", "schema_version": 1, "order_id": "o-probe",
-                              "amount": "20.00", "currency": "EUR"})  # fmt: skip
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(scratch)
             started = time.time()
             worker = start_worker(settings, workdir, log_level="INFO", tick=1.0)
             try:
-                target = route(probe, settings)
-                producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers))
-                producer.send(target.topic, key=target.key, value=probe).get(30)
-                producer.close()
-                consumer = KafkaConsumer(settings.topic_perks, bootstrap_servers=list(settings.bootstrap_servers),
-                                         auto_offset_reset="earliest", consumer_timeout_ms=1000)  # fmt: skip
-                ready = None
-                deadline = time.monotonic() + 1800
-                while ready is None and time.monotonic() < deadline:
-                    if worker.poll() is not None:
-                        raise RuntimeError(f"the worker exited with {worker.returncode}")
-                    for record in consumer:
-                        if orjson.loads(record.value)["caused_by"] == "probe-1":
-                            ready = round(record.timestamp / 1000 - started, 3)
-                consumer.close()
-                if ready is None:
-                    raise RuntimeError("no perk for the probe purchase in 30 minutes")
-                log = (workdir / "worker.log").read_text(errors="replace")
-                # a pass is logged when it takes over a second: with a big table, wait for the first one
-                deadline = time.monotonic() + (600 if args.customers >= 100_000 else 30)
-                while "population pass" not in log and time.monotonic() < deadline:
-                    time.sleep(2)
-                    log = (workdir / "worker.log").read_text(errors="replace")
+                # a new customer's purchase, published at once: its welcome perk says the worker is ready
+                ready = probe(settings, "probe-1", "2020-01-01T00:00:00+00:00", started, timeout=1800)
+                # another, the next day: the worker first passes that midnight, the first since its start, when
+                # every restored customer's spend and volume is settled (issue 15's midnight, issue 18's peak)
+                published = time.time()
+                midnight = round(probe(settings, "probe-2", "2020-01-02T00:00:01+00:00", published, 1800), 3)
                 rss = peak_rss_bytes(worker.pid)
+                log = (workdir / "worker.log").read_text(errors="replace")
             finally:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(120)
             passes = [line.split("]: ", 1)[-1] if "]: " in line else line.split("] ", 3)[-1]
-                      for line in log.splitlines() if "population pass" in line]  # fmt: skip
+                      for line in log.splitlines() if "midnight" in line and "passed" in line]  # fmt: skip
             restore = log_seconds(log, r"Restore complete", started)
     finally:
         broker.stop()
@@ -152,7 +156,7 @@ def main() -> None:
         "changelog_megabytes": round(written / 1e6),
         "restore_seconds": restore,
         "ready_seconds": ready,
-        "first_population_passes": passes[: settings.topic_partitions],
+        "first_midnight_after_start": {"seconds_from_publish_to_perk": midnight, "log": passes[:1]},
         "peak_rss_megabytes": round(rss / 1e6),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
     }

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # removes them (the changelog's max.compaction.lag.ms; its tombstone is kept as long): 1 s to 30 days.
     erasure_max_delay_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = 24 * 3600
 
+    # The worker's event loop: uvloop (libuv; lifts Faust's own per-record cost, bench/stream.py, issue 18) or
+    # Python's asyncio (where uvloop is not installed: Windows).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +10,11 @@ import faust
 
 from engine.broker.connection import faust_credentials
 from engine.broker.topics import changelog_config
+from engine.errors import SettingsError
 from engine.settings import Settings
+from engine.stream.faust_fixes.handover import handover_directly
 from engine.stream.faust_fixes.isolation import read_committed
+from engine.stream.faust_fixes.recovery_pace import pace_recovery
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,35 @@ class Topology:
     partition_stats: Any  # compacted: each partition's population summary, keyed by partition number
     customers: Any  # faust.Table: customer_id (bytes) -> serialized CustomerState
     agent_input: Any  # what the agent reads: the three inbound topics and the internal topic
+
+
+# RocksDB's memory per partition of the table, sized on purpose (issue 18): Faust's defaults (faust/stores/rocksdb.py,
+# `RocksDBOptions`) give each partition's database up to 3 write buffers of 64 MB and a 2 GiB block cache of its own,
+# so a worker holding 8 partitions could grow to 1.5 GB of write buffers and 16 GiB of cache. States are read mostly
+# once per batch and kept in the worker's own cache meanwhile (engine/stream/states.py), and the operating system
+# caches the files, so a small block cache and two 16 MB write buffers per partition are enough.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 16 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 32 * 1024 * 1024,
+}
+
+
+def use_event_loop(settings: Settings) -> None:
+    """Choose the event loop every Faust worker of this process runs on (before Faust makes one).
+
+    uvloop by default: it lowers Faust's own per-record cost, measured by bench/stream.py (issue 18, BENCHMARKS.md);
+    mode's `mode.loop.use("uvloop")`, which Faust's `--loop` option calls, does the same."""
+    if settings.event_loop != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        raise SettingsError(
+            "ESCALERA_EVENT_LOOP=uvloop but uvloop is not installed here: install it (pip install uvloop), "
+            "or set ESCALERA_EVENT_LOOP=asyncio"
+        ) from None
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def create_app(settings: Settings) -> Topology:
@@ -58,6 +91,8 @@ def create_app(settings: Settings) -> Topology:
         producer_max_batch_size=262_144,
     )
     read_committed(app)  # committed records only, processing still at-least-once (faust_fixes.isolation)
+    pace_recovery(app)  # restore takes queued changelog records without a task each (faust_fixes.recovery_pace)
+    handover_directly(app)  # no task per record handed over unless the hand-over blocks (faust_fixes.handover)
 
     def topic(*names: str, **options: Any) -> Any:
         return app.topic(
@@ -71,6 +106,7 @@ def create_app(settings: Settings) -> Topology:
         value_type=bytes,  # the app's default serializers are raw: state is stored as its own JSON bytes
         help="Customer state by customer_id.",
         extra_topic_configs=changelog_config(settings),  # erased customers leave it within a bounded delay
+        options=ROCKSDB_OPTIONS if settings.table_store == "rocksdb" else None,
     )
     return Topology(
         app=app,

@@ -12,6 +12,7 @@ nothing to wait for.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -23,6 +24,7 @@ from engine.stream.merge import EventTimeMerge
 
 LOCAL_CREDITS = ""  # the input of credits this worker queues for its own partitions (no topic)
 Input = tuple[str, int]  # (topic, partition); (LOCAL_CREDITS, partition) for the local credits
+MADE_HERE = -math.inf  # the publish time of an item made by this worker: the arrival grace never holds it (`queue`)
 T = TypeVar("T")
 
 
@@ -53,6 +55,7 @@ class Inputs(Generic[T]):
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
         self.last_read: dict[Input, datetime] = {}
         self.arrived = time.monotonic()  # when an inbound record was last read (or reading began)
+        self.released_at = 0.0  # the `time.time()` at which `release` last looked at what may go
 
     def follow(self, owned: Iterable[int]) -> None:
         """After a rebalance: merge the inputs of the owned partitions (local credits first, then the inbound topics
@@ -82,8 +85,14 @@ class Inputs(Generic[T]):
 
     def queue(self, source: Input, occurred_at: datetime, item: T, published: float | None = None) -> None:
         """Queue an item read from `source` (or, for local credits, made here) at its event time; `published`: its
-        Kafka record's timestamp (seconds; None: now), from which the arrival grace is counted."""
-        self.merge.push(source, occurred_at, item, time.time() if published is None else published)
+        Kafka record's timestamp (seconds), from which the arrival grace is counted.
+
+        None: a referral credit made by this worker, while applying a purchase the merge had let go. It waits for no
+        grace of its own: the purchase waited it (or every input had a later event queued), so whatever the replay
+        puts before the credit is in the merge already or comes late whatever the wait. Counted from when it was
+        made, the grace held every later event behind the credit for another whole grace, and each credit made
+        then for yet another one (issue 18: events published in the last seconds of a run waited 3 s)."""
+        self.merge.push(source, occurred_at, item, MADE_HERE if published is None else published)
         if source[0] != LOCAL_CREDITS:
             self.last_read[source] = occurred_at
 
@@ -94,13 +103,19 @@ class Inputs(Generic[T]):
         order. Counted from the record's Kafka timestamp, not from when it was read, so a backlog read long after
         it was published waits for nothing (a wait from the read cost a quarter of the backfill throughput in
         bench/stream.py)."""
+        self.released_at = time.time()
         return self.merge.release(
-            self.drained, until, self.grace, time.time(), graced=lambda key: key[0] != LOCAL_CREDITS
+            self.drained, until, self.grace, self.released_at, graced=lambda key: key[0] != LOCAL_CREDITS
         )
 
     def ready(self) -> datetime | None:
         """The event time of the item `release` would give next with no limit (None: it would give none)."""
         return self.merge.ready(self.drained, self.grace, time.time(), graced=lambda key: key[0] != LOCAL_CREDITS)
+
+    def grace_ends(self) -> float | None:
+        """When the arrival grace of the item `release` would give next ends (`time.time()` seconds), if it has to wait
+        for it; None if it does not (see `EventTimeMerge.grace_ends`)."""
+        return self.merge.grace_ends(self.drained, self.grace, graced=lambda key: key[0] != LOCAL_CREDITS)
 
     def remaining(self, tp: TP) -> int | None:
         """Records of an inbound topic partition not read yet (None: its end is not known yet): the offsets up to its

@@ -72,10 +72,32 @@ class EventTimeMerge(Generic[K, T]):
         queue = self._next(drained, grace, now, graced)
         return None if queue is None else queue[0][0]
 
+    def grace_ends(
+        self, drained: Callable[[K], bool], grace: float = 0.0, graced: Callable[[K], bool] = lambda _: True
+    ) -> float | None:
+        """When the grace of the item `release` would give next ends (on the clock of `release`'s `now`), if the grace
+        applies to it: it must go past an empty input read to its end. None when nothing is queued, an input not read
+        to its end may still hold an earlier item, or no input is empty."""
+        queue, waits_for_late = self._head(drained, grace, graced)
+        return queue[0][1] + grace if queue is not None and waits_for_late else None
+
     def _next(
         self, drained: Callable[[K], bool], grace: float, now: float, graced: Callable[[K], bool]
     ) -> deque[tuple[datetime, float, T]] | None:
         """The queue whose head goes next, if one may go now."""
+        queue, waits_for_late = self._head(drained, grace, graced)
+        if queue is None:
+            return None
+        if waits_for_late and now - queue[0][1] < grace:
+            return None  # an empty input may still get an earlier event, published up to the grace later
+        return queue
+
+    def _head(
+        self, drained: Callable[[K], bool], grace: float, graced: Callable[[K], bool]
+    ) -> tuple[deque[tuple[datetime, float, T]] | None, bool]:
+        """The queue with the earliest head (None: nothing queued, or an input not read to its end may still hold an
+        earlier event), and whether the head waits for the grace: an empty input read to its end may still get an
+        earlier event, published up to the grace later."""
         best: tuple[datetime, int] | None = None
         best_queue: deque[tuple[datetime, float, T]] | None = None
         waits_for_late = False
@@ -85,14 +107,10 @@ class EventTimeMerge(Generic[K, T]):
                 if best is None or head < best:
                     best, best_queue = head, queue
             elif not drained(key):
-                return None  # this input may still hold an earlier event
+                return None, False  # this input may still hold an earlier event
             elif grace > 0 and graced(key):
                 waits_for_late = True
-        if best_queue is None:
-            return None
-        if waits_for_late and now - best_queue[0][1] < grace:
-            return None  # an empty input may still get an earlier event, published up to the grace later
-        return best_queue
+        return best_queue, waits_for_late
 
     def holding_back(self, drained: Callable[[K], bool]) -> list[K]:
         """The inputs that keep the queued items waiting: nothing queued, and not read to their end."""

@@ -19,6 +19,7 @@ Kafka are reached only through the small protocols of `ports`, so the processor 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -90,6 +91,11 @@ class Processor:
         # Per partition, the latest event time applied or midnight passed: an event older than it is late (the stream
         # clock's own time also follows other partitions when idle, which says nothing of this partition's order).
         self.passed: dict[int, datetime] = {}
+        # Referral credits this worker made for a partition it owns (event id -> that partition), until their copy
+        # comes back from the internal topic: it waits for no arrival grace (`_queue_credit`).
+        self.credits_made: dict[str, int] = {}
+        self._wake: asyncio.TimerHandle | None = None  # a tick to send when the arrival grace ends (`_wake_up`)
+        self._wake_at = 0.0
         self.ownership = Ownership(consumer, settings.inbound_topics, self.internal_topic)
         self.acks = AckOrder()
         self.continuity = Continuity(consumer)
@@ -123,6 +129,7 @@ class Processor:
                 self.acks.finish(record)
         for record in self._release(stream):
             self.acks.finish(record)
+        self._wake_up()
         self._announce_frontier()
         if self.effects.undelivered:
             # A state must never reach the changelog before the decisions it made reach their topics: Kafka
@@ -186,6 +193,30 @@ class Processor:
             if not self._pass_days(stream, ready, barrier):
                 return released
 
+    def _wake_up(self) -> None:
+        """When what the merge would let go next was held back by the arrival grace, have a batch run as soon as the
+        grace ends: a tick, sent then unless a batch has let it go meanwhile. Without it, once no other record came
+        (the last events published), they waited for the next periodic tick (`--tick`, 1 s by default) after their
+        grace (issue 18). One wake-up at a time, at the earliest moment one is needed."""
+        due = self.inputs.grace_ends()
+        if due is None or due <= self.inputs.released_at:
+            return  # not held back by the grace when last released (but by another worker's frontier, a midnight)
+        if self._wake is not None:
+            if self._wake_at <= due:
+                return
+            self._wake.cancel()
+        self._wake_at = due
+        # a millisecond more: uvloop's timers count whole milliseconds, and woken early it would only wait again
+        self._wake = asyncio.get_running_loop().call_later(max(0.0, due - time.time()) + 0.001, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        due = self.inputs.grace_ends()
+        if due is not None and due > time.time():  # a later event is next now
+            self._wake_up()
+        elif due is not None and self.partitions:  # still there, its grace over: a batch lets it go
+            self.effects.send(self.channels.internal, None, records.encode(records.Tick()), min(self.partitions))
+
     def _announce_frontier(self, again: bool = False) -> None:
         """Tell the owners of the other partitions this worker's frontier (after its credits, same topic)."""
 
@@ -211,6 +242,10 @@ class Processor:
         due_before = None if state is None else state.due
         outcome = evolve_in_place(state, event, self.policy)
         self.effects.record(record, partition, event.customer_id, outcome, due_before)
+        for credit in outcome.referrals:
+            referrer = partition_of(credit.customer_id.encode(), self.settings.topic_partitions)
+            if referrer in self.partitions:
+                self.credits_made[credit.event_id] = referrer
         due = None if outcome.state is None else outcome.state.due
         passed_midnight = None if self.next_day is None else self.next_day - DAY
         if due is not None and passed_midnight is not None and due <= passed_midnight:
@@ -228,10 +263,16 @@ class Processor:
     # ---- internal records (see engine.stream.records); each handler returns whether the record is done with ----
 
     def _queue_credit(self, stream: RecordStream, record: Any, internal: records.Credit) -> bool:
-        """In event-time order with the partition's own events; acknowledged when applied."""
+        """In event-time order with the partition's own events; acknowledged when applied. A credit this worker made
+        (the copy of one it queued itself, or the only one when it could not) waits for no arrival grace, as when it
+        was queued here (`Inputs.queue`): a copy holding the later events for a grace from when it was sent delayed
+        them as much as the original did. One from another worker, or from before a restart, waits the grace from
+        when it was sent: an event published up to the grace after the purchase it comes from still goes first."""
         credit = internal.credit
         source = (LOCAL_CREDITS, record.message.partition)
-        self.inputs.queue(source, credit.occurred_at, (record, credit, True), record.message.timestamp)
+        made_here = self.credits_made.pop(credit.event_id, None) is not None
+        published = None if made_here else record.message.timestamp
+        self.inputs.queue(source, credit.occurred_at, (record, credit, True), published)
         return False
 
     def _heard(self, stream: RecordStream, record: Any, mark: records.Watermark) -> bool:
@@ -373,6 +414,7 @@ class Processor:
             self.inputs.resume(tp, committed)
         self.inputs.follow(owned)
         self.acks.forget(owned)
+        self.credits_made = {made: p for made, p in self.credits_made.items() if p in owned}
         self.continuity.forget(owned)
         for partition in set(self.partitions) - owned:
             self.clock.forget(partition)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from engine.broker.connection import aiokafka_options
 from engine.loyalty import Policy
 from engine.settings import Settings
-from engine.stream.app import Topology, create_app
+from engine.stream.app import Topology, create_app, use_event_loop
 from engine.stream.faust_fixes.delivery import deliver_before_commit
 from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
 from engine.stream.local_state import check_local_tables
@@ -122,6 +122,7 @@ def run_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) ->
     # the lines said before then (about the local tables) come out as every other line, not as plain text on
     # stderr through Python's last-resort handler (issue 16), and INFO lines are not lost.
     logging.config.dictConfig(logging_config(settings))
+    use_event_loop(settings)
     app, _ = build_worker(settings, policy, tick_seconds=tick_seconds)
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, logging_config=logging_config(settings))
     # Faust's terminal spinner sets the root logger to DEBUG (faust/worker.py `_setup_spinner_handler`), so every

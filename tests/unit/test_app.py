@@ -72,3 +72,43 @@ def test_a_silent_worker_is_given_up_after_the_configured_session_timeout(tmp_pa
     assert create_app(load_settings(base)).app.conf.broker_session_timeout == 60.0
     with pytest.raises(SettingsError, match="ESCALERA_SESSION_TIMEOUT_SECONDS"):
         load_settings({"ESCALERA_SESSION_TIMEOUT_SECONDS": "1"})
+
+
+def test_the_worker_runs_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvloop
+
+    from engine.stream.app import use_event_loop
+
+    chosen: list[object] = []
+    monkeypatch.setattr(asyncio, "set_event_loop_policy", chosen.append)
+    use_event_loop(load_settings({}))
+    assert len(chosen) == 1 and isinstance(chosen[0], uvloop.EventLoopPolicy)
+    use_event_loop(load_settings({"ESCALERA_EVENT_LOOP": "asyncio"}))
+    assert len(chosen) == 1  # Python's own loop: nothing changed
+    with pytest.raises(SettingsError, match="ESCALERA_EVENT_LOOP"):
+        load_settings({"ESCALERA_EVENT_LOOP": "tokio"})
+
+
+def test_uvloop_asked_for_but_missing_is_one_line_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from engine.stream.app import use_event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    with pytest.raises(SettingsError) as raised:
+        use_event_loop(load_settings({}))
+    assert str(raised.value) == (
+        "ESCALERA_EVENT_LOOP=uvloop but uvloop is not installed here: install it (pip install uvloop), "
+        "or set ESCALERA_EVENT_LOOP=asyncio"
+    )
+
+
+def test_rocksdb_memory_is_sized_on_purpose(tmp_path: Path) -> None:
+    """Faust's defaults give every partition a 2 GiB block cache and 3 write buffers of 64 MB (issue 18)."""
+    settings = load_settings({"ESCALERA_DATA_DIR": str(tmp_path), "ESCALERA_TOPIC_PARTITIONS": "2"})
+    table = create_app(settings).customers
+    options = table.data.rocksdb_options
+    assert options.block_cache_size == 32 * 1024 * 1024
+    assert options.write_buffer_size * options.max_write_buffer_number == 32 * 1024 * 1024

@@ -6,6 +6,7 @@ table's contents and the current event of each write, the acknowledged offsets a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import engine.stream.inputs
 from engine.broker.partitioner import partition_of
 from engine.errors import NotOwnedHere
-from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve
+from engine.loyalty import DEFAULT_POLICY, CustomerState, ReferralCredited, evolve
 from engine.offline.replay import Replay
 from engine.stream import records
 from engine.stream.clock import QUIET_AFTER
@@ -189,6 +190,77 @@ def test_an_event_waits_no_longer_than_the_arrival_grace(monkeypatch: pytest.Mon
     clock[0] += 0.1  # the grace is over: nothing came before it
     h.run(h.internal(records.Tick(), partition=0))
     assert h.decisions() == decided([bought]) and h.processor.inputs.merge.pending() == 0
+
+
+def test_a_referral_credit_made_here_adds_no_arrival_grace_to_the_wait_of_later_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 18: the credit was queued as if published when it was made, so it waited a grace of its own, and every
+    # later event with it: the last events of bench/stream.py's mix waited 3 s (a grace more per credit in a chain).
+    clock = [1000.0]
+    monkeypatch.setattr(engine.stream.inputs.time, "time", lambda: clock[0])
+    h = Harness(arrival_grace=1.0)
+    joined, invited = register("ref", 0), register("new", 0.1, referred_by="ref")
+    bought, later = purchase("new", 0.2), purchase("ref", 0.3)  # the friend's first purchase credits "ref"
+    h.run(
+        h.event(CUSTOMERS, joined), h.event(CUSTOMERS, invited), h.event(PURCHASES, bought), h.event(PURCHASES, later)
+    )
+    assert h.decisions() == []  # the feedback topic is read to its end and empty: everything waits the grace
+    clock[0] += 1.0
+    h.run(h.internal(records.Tick(), partition=0))
+    # the credit right after the purchase, and the referrer's later purchase after it, as in the replay
+    assert h.decisions() == decided([joined, invited, bought, later])
+    assert h.processor.inputs.merge.pending() == 0
+    assert h.table.state("ref") is not None and len(h.sent_to_internal(records.CREDIT)) == 1
+    clock[0] += 0.05  # its copy, read back from the internal topic, is a duplicate: nothing waits for it either
+    [copy] = [r for r in h.internal_records() if r.value[:1] == records.CREDIT]
+    h.run(copy)
+    assert h.processor.inputs.merge.pending() == 0 and h.stream.acked[-1] is copy
+    assert h.decisions() == decided([joined, invited, bought, later])
+
+
+def test_an_event_held_by_the_arrival_grace_alone_goes_when_it_ends_not_at_the_next_periodic_tick() -> None:
+    h = Harness(arrival_grace=0.05)
+    bought, again = purchase("c-1", 1), purchase("c-1", 2)
+
+    async def the_last_event_then_nothing(event: InboundEvent) -> None:
+        await h.processor.handle(h.stream, [h.event(PURCHASES, event)])
+        assert h.internal_records() == []
+        await asyncio.sleep(0.3)  # no other record comes: the processor sends itself a tick when the grace ends
+
+    asyncio.run(the_last_event_then_nothing(bought))
+    [tick] = h.internal_records()
+    assert records.decode(tick.value) == records.Tick()
+    h.run(tick)
+    assert h.decisions() == decided([bought]) and h.processor.inputs.merge.pending() == 0
+    h.hold(CUSTOMERS, 0)  # held back by an input not read to its end, not by the grace: no wake-up
+    asyncio.run(the_last_event_then_nothing(again))
+    assert h.internal_records() == [] and h.processor.inputs.merge.pending() == 1
+
+
+def test_a_referral_credit_from_another_worker_still_waits_the_arrival_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(engine.stream.inputs.time, "time", lambda: clock[0])
+    h = Harness(partitions=2, owned=[0], arrival_grace=1.0)
+    referrer, friend = customer_on(0, 2, "ref"), customer_on(1, 2, "new")
+    joined, bought = register(referrer, 0), purchase(referrer, 0.3)
+    # the other worker says it credits nothing before new records, then sends a credit (event time 0.2) at 1000.5
+    h.run(
+        h.internal(records.Watermark((1,), None), partition=0), h.event(CUSTOMERS, joined), h.event(PURCHASES, bought)
+    )
+    clock[0] += 0.5
+    credit = ReferralCredited(
+        event_id="credit-1", customer_id=referrer, referred_customer_id=friend, occurred_at=at(0.2), caused_by="e-x"
+    )
+    h.run(h.internal(records.Credit(credit), partition=0, key=referrer.encode()))
+    clock[0] += 0.5
+    h.run(h.internal(records.Tick(), partition=0))
+    assert h.decisions() == decided([joined])  # an event published up to the grace after it may still come
+    clock[0] += 0.5
+    h.run(h.internal(records.Tick(), partition=0))
+    state = h.table.state(referrer)
+    assert state is not None and state.seen_ids == [joined.event_id, "credit-1", bought.event_id]
+    assert h.processor.inputs.merge.pending() == 0
 
 
 # ---- 4. duplicates -------------------------------------------------------------------------------------------

@@ -195,3 +195,15 @@ def test_with_a_grace_the_earliest_item_waits_for_an_empty_drained_input_until_i
     assert list(merge.release(both_drained, grace=1.0, now=200.0, graced=lambda _: False)) == ["a9"]
     merge.push("a", at(10), "a10", 300.0)
     assert list(merge.release(both_drained, grace=0.0, now=300.0)) == ["a10"]
+
+
+def test_the_merge_says_when_the_grace_its_next_item_waits_for_ends() -> None:
+    merge: EventTimeMerge[str, str] = EventTimeMerge(["a", "b"])
+    both_drained = lambda _: True  # noqa: E731
+    assert merge.grace_ends(both_drained, grace=1.0) is None  # nothing queued
+    merge.push("a", at(5), "a5", 100.0)
+    assert merge.grace_ends(both_drained, grace=1.0) == 101.0  # b is empty and read to its end: a5 waits the grace
+    assert merge.grace_ends(lambda key: key != "b", grace=1.0) is None  # b is not read to its end: not the grace
+    assert merge.grace_ends(both_drained, grace=0.0) is None
+    merge.push("b", at(7), "b7", 100.5)
+    assert merge.grace_ends(both_drained, grace=1.0) is None  # every input has an item: a5 goes now
