@@ -443,6 +443,8 @@ def percentiles(delays: list[float] | None, rate: float, grace: float) -> dict[s
         "p50": round(statistics.median(delays), 4) if delays else None,
         "p99": round(p99(delays), 4) if delays else None,
         "arrival_grace_seconds": grace,
+        # issue 18: p99 < 100 ms at 300 new customers/s with no grace; with a grace, p99 < grace + 150 ms
+        "target_p99": 0.1 if grace == 0 else round(grace + 0.15, 3),
     }
 
 
@@ -544,8 +546,6 @@ def main() -> None:
         command += f" --contenders {','.join(args.contenders)}"
     grace = float(Settings.model_fields["arrival_grace_seconds"].default)
     latency_figures = percentiles(delays, args.rate, grace)
-    if latency_figures is not None:
-        latency_figures["target_p99"] = 0.1
     for found, its_grace, target in ((mix, grace, grace + 0.15), (mix_no_grace, 0.0, 0.25)):
         if found is not None:  # the target is for "all" (perks and transitions), at 1,000 events/s
             found.update(arrival_grace_seconds=its_grace, target_p99=round(target, 4), seed=MIX_SEED)
@@ -564,7 +564,8 @@ def main() -> None:
         "ratio_worker_over_quix": ratio(worker_figures, quix_figures),
         "ratio_faust_floor_over_quix": ratio(floor_figures, quix_figures),
         "ratio_worker_over_faust_floor": ratio(worker_figures, floor_figures),
-        "target_ratio": 0.5,
+        "target_ratio_worker_over_faust_floor": 0.7,  # issue 18 (issue 5 asked 0.5 of the raw loop: withdrawn)
+        "target_ratio_worker_over_quix": 0.4,
         "latency_publish_to_perk_seconds": latency_figures,
         "latency_publish_to_perk_seconds_no_grace": percentiles(no_grace, args.rate, 0.0),
         "latency_mix_publish_to_decision_seconds": mix,
