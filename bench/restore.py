@@ -8,7 +8,11 @@ directory and measures, one run:
   (restore, then learning the owned customers' due days and clocks, then the event itself);
 - the first midnight after the start (every restored customer's spend and volume settled): seconds from a purchase
   published the next day to its perk, and the worker's log line for that midnight;
-- the worker's peak resident memory (VmHWM) at the end.
+- the worker's peak resident memory (VmHWM) at the end;
+- then kill -9, and the same worker started again on the data directory it kept: seconds to a new purchase's perk
+  from the restart, to its joining the group (the killed worker's session must time out first:
+  ESCALERA_SESSION_TIMEOUT_SECONDS), to Faust's "Restore complete", whether the local tables were discarded, and
+  its peak memory.
 
 Run: .venv/bin/python bench/restore.py [--customers 1000000]
 Writes bench/results/restore.json.
@@ -141,6 +145,20 @@ def main() -> None:
                 midnight = round(probe(settings, "probe-2", "2020-01-02T00:00:01+00:00", published, 1800), 3)
                 rss = peak_rss_bytes(worker.pid)
                 log = (workdir / "worker.log").read_text(errors="replace")
+                # kill -9, and the same worker started again on the data directory it kept
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(60)
+                restarted = time.time()
+                worker = start_worker(settings, workdir, log_level="INFO", tick=1.0)
+                again = probe(settings, "probe-3", "2020-01-02T00:00:02+00:00", restarted, timeout=1800)
+                relog = (workdir / "worker.log").read_text(errors="replace")
+                restart = {
+                    "ready_seconds": again,
+                    "joined_group_seconds": log_seconds(relog, r"Joined group", restarted),
+                    "restore_complete_seconds": log_seconds(relog, r"Restore complete", restarted),
+                    "tables_discarded": "discarding" in relog,
+                    "peak_rss_megabytes": round(peak_rss_bytes(worker.pid) / 1e6),
+                }
             finally:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(120)
@@ -158,6 +176,7 @@ def main() -> None:
         "ready_seconds": ready,
         "first_midnight_after_start": {"seconds_from_publish_to_perk": midnight, "log": passes[:1]},
         "peak_rss_megabytes": round(rss / 1e6),
+        "after_kill_9_with_its_data_directory": restart,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

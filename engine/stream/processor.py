@@ -421,7 +421,7 @@ class Processor:
             self.passed.pop(partition, None)
             self.context.pop(partition, None)
             del self.partitions[partition]
-        self.states.forget()
+        self.states.forget(owned)
         self._settled = None  # a midnight being passed is posted again, for the partitions received too
         new = owned - set(self.partitions)
         for partition in new:

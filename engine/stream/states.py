@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engine.loyalty import CustomerState
+from engine.stream.faust_fixes.changelog_first import ChangelogFirst
 from engine.stream.ports import RecordStream, Table
 
 CACHE_LIMIT = 100_000  # customer states kept in memory between batches at most
@@ -30,6 +31,9 @@ class BatchStates:
         self.cache: dict[str, CustomerState] = {}
         self.dirty: dict[str, Any] = {}  # customer_id -> the record whose partition their state is written under
         self.erased: set[str] = set()  # erased in this batch: gone, though the table holds them until written
+        # A table on disk is written changelog first (`faust_fixes.changelog_first`): its local store never runs ahead
+        # of the changelog, so a worker killed at any point keeps its tables.
+        self.first = ChangelogFirst(table) if ChangelogFirst.applies(table) else None
 
     def cached(self, customer_id: str) -> CustomerState | None:
         """A state already in memory (no table read)."""
@@ -54,9 +58,13 @@ class BatchStates:
         """From memory, else from the table under `record`'s partition (without a stream: any partition)."""
         state = self.cache.get(customer_id)
         if state is None and customer_id not in self.erased:
-            if stream is not None:
-                stream._set_current_event(record)
-            raw = self.table.get(customer_id.encode())
+            key = customer_id.encode()
+            if self.first is not None and key in self.first.unstored:
+                raw = self.first.unstored[key]  # sent to the changelog, not stored locally yet
+            else:
+                if stream is not None:
+                    stream._set_current_event(record)
+                raw = self.table.get(key)
             if raw is not None:
                 state = CustomerState.from_json(raw)
         return state
@@ -79,18 +87,28 @@ class BatchStates:
         partitions where a customer was erased. Faust's current event is put back afterwards."""
         arrived = stream.current_event
         erased_in: set[int] = set()
+        first = self.first
+        if first is not None:
+            first.settle(kept)  # the previous batches' states Kafka has by now go into the local store
         for customer_id, record in self.dirty.items():
-            if record.message.partition not in kept:
+            partition = record.message.partition
+            if partition not in kept:
                 self.cache.pop(customer_id, None)  # not written: if the partition comes back, read it again
                 continue
             stream._set_current_event(record)
             key = customer_id.encode()
             state = self.cache.get(customer_id)
-            if state is not None:
+            if first is not None:
+                if state is not None:
+                    first.write(partition, key, state.to_json())
+                elif first.unstored.get(key) is not None or (key not in first.unstored and key in self.table):
+                    first.write(partition, key, None)  # erasure: a tombstone in the changelog
+                    erased_in.add(partition)
+            elif state is not None:
                 self.table[key] = state.to_json()
             elif key in self.table:
                 del self.table[key]  # erasure: a tombstone in the changelog
-                erased_in.add(record.message.partition)
+                erased_in.add(partition)
         stream.current_event = arrived
         self.dirty.clear()
         self.erased.clear()
@@ -107,9 +125,12 @@ class BatchStates:
             self.load(stream, record, customer_id)
         stream.current_event = arrived
 
-    def forget(self) -> None:
-        """After a rebalance: states are read from the table again."""
+    def forget(self, owned: set[int] | None = None) -> None:
+        """After a rebalance: states are read from the table again (`owned`: the partitions kept, whose writes not yet
+        stored locally are still read from memory)."""
         self.cache.clear()
+        if self.first is not None and owned is not None:
+            self.first.forget(owned)
 
     def stored(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, state JSON) in the table, on every partition this worker holds (standbys included)."""

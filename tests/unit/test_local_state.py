@@ -20,16 +20,26 @@ from engine.stream.local_state import (
 )
 
 
-def test_tables_survive_a_clean_stop_and_not_a_crash(tmp_path: Path) -> None:
+def test_tables_written_changelog_first_survive_a_crash(tmp_path: Path) -> None:
     tables = tmp_path / "v1" / "tables"
     assert open_local_state(tables, tmp_path) is False  # first start: nothing there
     (tables / "customers-0.db").mkdir(parents=True)
     (tables / "customers-0.db" / "CURRENT").write_text("x")
+    # the worker runs, then is killed: no clean-stop marker, but its tables never ran ahead of the changelog
+    assert open_local_state(tables, tmp_path) is False and (tables / "customers-0.db").is_dir()
+
+
+def test_older_tables_survive_a_clean_stop_and_not_a_crash(tmp_path: Path) -> None:
+    """Tables a worker wrote before issue 18 (no changelog-first marker) may be ahead of the changelog."""
+    tables = tmp_path / "v1" / "tables"
+    (tables / "customers-0.db").mkdir(parents=True)
+    (tables / "customers-0.db" / "CURRENT").write_text("x")
     mark_clean_stop(tmp_path)
     assert open_local_state(tables, tmp_path) is False and (tables / "customers-0.db").is_dir()
-    # the worker runs, then is killed: no marker is left behind
+    (tmp_path / "changelog-first").unlink()  # as an older worker left them, then killed
     assert open_local_state(tables, tmp_path) is True
     assert not tables.exists() and (tmp_path / "v1").is_dir()  # only Faust's table directory goes
+    assert (tmp_path / "changelog-first").exists()  # what is written from now on is changelog first
 
 
 # Kept tables must still match the broker's changelog (issue 16): `stale_reason` decides, with no broker.

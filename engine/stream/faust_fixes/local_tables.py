@@ -1,10 +1,14 @@
-"""A worker's local tables are trusted only after a clean stop; after a crash they are rebuilt from the changelog.
+"""A worker's local tables are kept after a crash when they were written changelog first; older ones only after a
+clean stop.
 
 Faust writes a table change to the local store at once and to the changelog through the producer: a worker
 killed in between leaves a local store ahead of the changelog, holding states whose events are not committed.
 Read again, those events look already seen and change nothing, and the changelog never gets them (measured by
 tests/reliability/test_crash.py). Kafka Streams wipes a task's local state after an unclean shutdown for the same
-reason. A clean stop leaves a marker; a start without it discards the local tables.
+reason. Since issue 18 the worker writes its table changelog first (`faust_fixes.changelog_first`), so its local
+tables are never ahead and are kept after a kill: Faust's recovery brings them up to the changelog. Tables written
+before that (no `CHANGELOG_FIRST` marker in the data directory) are still trusted only after a clean stop, which
+leaves the `MARKER`: a start without either discards them.
 
 Kept tables must also still match the broker's changelog (issue 16): `persisted_offsets` reads how far each
 partition's store has applied its changelog, which `engine.stream.local_state` compares with the broker.
@@ -20,20 +24,28 @@ from pathlib import Path
 log = logging.getLogger("escalera.worker")
 
 MARKER = "clean-stop"
+CHANGELOG_FIRST = "changelog-first"  # the local tables are written changelog first: kept after a crash
 
 
 def open_local_state(tables: Path, data_dir: Path) -> bool:
-    """Before the worker starts: keep the local tables (Faust's table directory) if the last stop was clean, else
-    discard them. The marker is removed, so that a crash from now on leaves none. Returns whether they went."""
+    """Before the worker starts: keep the local tables (Faust's table directory) if they were written changelog
+    first or the last stop was clean, else discard them. The clean-stop marker is removed, so that a crash from now
+    on leaves none, and the changelog-first marker is left for the tables written from now on. Returns whether they
+    went."""
     marker = data_dir / MARKER
-    if marker.exists():
+    clean = marker.exists()
+    if clean:
         marker.unlink()
-        return False
-    if not tables.is_dir() or not any(tables.iterdir()):
-        return False
-    log.warning("the last stop was not clean: discarding the local tables in %s, restoring from the changelog", tables)
-    shutil.rmtree(tables)
-    return True
+    trusted = clean or (data_dir / CHANGELOG_FIRST).exists()
+    went = False
+    if not trusted and tables.is_dir() and any(tables.iterdir()):
+        log.warning("the last stop was not clean and the local tables in %s were written before they were kept in "
+                    "step with the changelog: discarding them, restoring from the changelog", tables)  # fmt: skip
+        shutil.rmtree(tables)
+        went = True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / CHANGELOG_FIRST).touch()
+    return went
 
 
 def mark_clean_stop(data_dir: Path) -> None:
