@@ -223,7 +223,7 @@ _HABITUAL = frozenset({"habitual", "exclusive"})
 def risk(step: str, f: Figures, policy: Policy) -> str:
     """At risk: a habitual or exclusive customer whose next purchase is overdue by 1.5 × their median gap."""
     gap, since = f.median_gap_days, f.days_since_last_purchase
-    if step in _HABITUAL and gap is not None and since is not None and since > _overdue(gap, policy):
+    if step in _HABITUAL and gap is not None and since is not None and _beyond(since, gap, policy):
         return "at_risk"
     return "none"
 
@@ -244,6 +244,20 @@ def why_risk(value: str, step: str, f: Figures, policy: Policy) -> Why:
     else:
         text = f"Not a habitual buyer ({step}): no rhythm to fall behind."
     return text, evidence
+
+
+def _beyond(days: int, gap: float, policy: Policy) -> bool:
+    """`days > _overdue(gap, policy)`, told apart in floats when they are clearly apart (a float's error on a product
+    of at most 3,650 days and a factor of at most 10 is under a billionth of a day), exactly otherwise."""
+    rough = gap * policy.overdue_factor
+    if days > rough + _MARGIN:
+        return True
+    if days < rough - _MARGIN:
+        return False
+    return days > _overdue(gap, policy)
+
+
+_MARGIN = 1e-6
 
 
 def _overdue(gap: float, policy: Policy) -> Decimal:

@@ -28,6 +28,7 @@ def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy,
     moment = _Moment(state, at, caused_by, policy, out)
     f = figures(state, at, policy)
     state.median_gap_days = f.median_gap_days
+    out.evaluated_spend = at, f.window_spend
     perks: dict[PerkType, PerkCall] = {}
 
     satisfaction = rules.satisfaction(f, policy)
@@ -170,17 +171,22 @@ class _Moment:
         """Move the customer on the ladder and publish it."""
         self.state.step = after
         values = self.decision(self.id("step", "step", after), rule, why)
-        values.update(type="customer.step_changed", from_step=before, to_step=after)
+        values["type"] = "customer.step_changed"
+        values["from_step"] = before
+        values["to_step"] = after
         self.out.emitted.append(trusted(StepChanged, values))
-        self.remember("step", rule, why[0], **{"from": before, "to": after})
+        self.remember({"kind": "step", "from": before, "to": after, "rule": rule, "explanation": why[0]})
 
     def change(self, dimension: Dimension, before: str, after: str, why: Why) -> PerkCall:
         """Publish a classification's new value (the caller sets it); return what a perk it triggers carries."""
         rule = f"{dimension}.{after}"
         values = self.decision(self.id("cls", dimension, after), rule, why)
-        values.update(type="customer.classification_changed", dimension=dimension, from_value=before, to_value=after)
+        values["type"] = "customer.classification_changed"
+        values["dimension"] = dimension
+        values["from_value"] = before
+        values["to_value"] = after
         self.out.emitted.append(trusted(ClassificationChanged, values))
-        self.remember(dimension, rule, why[0], **{"from": before, "to": after})
+        self.remember({"kind": dimension, "from": before, "to": after, "rule": rule, "explanation": why[0]})
         return rule, why[0], why[1]
 
     def grant(self, perk: PerkType, rule: str, explanation: str, evidence: Evidence) -> None:
@@ -188,23 +194,27 @@ class _Moment:
         result = offer(self.state, perk, rule, self.at, self.caused_by, self.policy)
         if isinstance(result, SuppressedPerk):
             self.out.suppressed.append(result)
-            self.remember("perk_suppressed", rule, result.explanation, perk=perk)
+            self.remember({"kind": "perk_suppressed", "perk": perk, "rule": rule, "explanation": result.explanation})
             return
         values = self.decision(result, rule, (explanation, evidence))
-        values.update(type="perk.granted", perk_id=result, perk=perk)
+        values["type"] = "perk.granted"
+        values["perk_id"] = result
+        values["perk"] = perk
         self.out.emitted.append(trusted(PerkGranted, values))
-        self.remember("perk", rule, explanation, perk=perk)
+        self.remember({"kind": "perk", "perk": perk, "rule": rule, "explanation": explanation})
 
     def id(self, prefix: str, what: str, value: str) -> str:
         """A transition's id, derived only from its inputs."""
         digest = hashlib.sha256(f"{self.state.customer_id}|{what}|{value}|{self.caused_by}".encode()).hexdigest()
         return f"{prefix}-{digest[:24]}"
 
-    def remember(self, kind: str, rule: str, explanation: str, **what: Any) -> None:
-        """Keep the last decisions with their explanations, for the customer's view."""
+    def remember(self, decision: dict[str, Any]) -> None:
+        """Keep the last decisions with their explanations, for the customer's view (`decision`: kind, what, rule and
+        explanation; the time is added)."""
         if self._iso is None:
             self._iso = self.at.isoformat()
+        decision["at"] = self._iso
         decisions = self.state.decisions
-        decisions.append({"kind": kind, **what, "rule": rule, "explanation": explanation, "at": self._iso})
+        decisions.append(decision)
         if len(decisions) > MAX_DECISIONS:
             del decisions[:-MAX_DECISIONS]

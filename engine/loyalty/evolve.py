@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from engine.loyalty.evaluation import evaluate, evaluate_volume, grant_referral_reward
@@ -85,52 +85,74 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
     floor = day_start(state.clock)
     spans = policy.spans
     window = spans.window
-    candidates: list[datetime] = []
+    start = floor - window  # a moment's window ends ahead of the floor iff the moment is later than this
+    earliest: datetime | None = None  # the earliest moment ahead of the floor
     for _, bought, amount, refunded in state.purchases:  # in time order: the first one ahead is enough
-        if refunded < amount and bought + window > floor:
-            candidates.append(bought + window)
+        if bought > start and refunded < amount:
+            earliest = bought + window
             break
     for moment, positive, negative, exceeded, top_nps, public_positive in state.feedback:
-        if (positive or negative or exceeded or top_nps or public_positive) and moment + window > floor:
-            candidates.append(moment + window)
+        if moment > start and (positive or negative or exceeded or top_nps or public_positive):
+            if earliest is None or moment + window < earliest:
+                earliest = moment + window
             break
-    if state.last_interest_at is not None:
-        candidates.append(state.last_interest_at + window)
+    interest = state.last_interest_at
+    if interest is not None and interest > start and (earliest is None or interest + window < earliest):
+        earliest = interest + window
+    candidates: list[datetime] = []
     last = state.last_purchase_at
     if last is not None:
         candidates.append(last + spans.inactive)
         gap = state.median_gap_days  # kept by the last evaluation, which ran at `clock`
         if gap is not None and state.step in _HABITUAL:
-            overdue = math.floor(gap * float(policy.ladder.at_risk_overdue_factor)) + 1
-            candidates.append(last + timedelta(days=overdue))
+            candidates.append(last + timedelta(days=math.floor(gap * policy.overdue_factor) + 1))
     if state.demotion_pending_since is not None:
         candidates.append(state.demotion_pending_since + spans.grace)
     if state.strong_since is not None and not state.permanent:
         candidates.append(state.strong_since + spans.permanent)
-    ahead = [moment for moment in candidates if moment > floor]
-    return boundary_after(min(ahead)) if ahead else None
+    for moment in candidates:
+        if moment > floor and (earliest is None or moment < earliest):
+            earliest = moment
+    return None if earliest is None else boundary_after(earliest)
 
 
 _HABITUAL = frozenset({"habitual", "exclusive"})
 _MIDNIGHT = time(tzinfo=UTC)
-_DAY = timedelta(days=1)
 
 
 def day_start(moment: datetime) -> datetime:
     """Midnight UTC at or before `moment`."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return datetime.combine(moment.date(), _MIDNIGHT)
+    return _midnight(moment.toordinal())
 
 
 def boundary_after(moment: datetime) -> datetime:
     """The first UTC midnight at or after `moment`."""
     midnight = day_start(moment)
-    return midnight if midnight == moment else midnight + _DAY
+    return midnight if midnight == moment else _midnight(midnight.toordinal() + 1)
+
+
+def _midnight(day: int) -> datetime:
+    """The UTC midnight that begins the proleptic Gregorian ordinal `day`: one object a day, kept (the replay and
+    the workers take a few midnights per event, and file customers under them: its hash is computed once)."""
+    midnight = _MIDNIGHTS.get(day)
+    if midnight is None:
+        if len(_MIDNIGHTS) >= _MAX_MIDNIGHTS:
+            _MIDNIGHTS.clear()
+        midnight = _MIDNIGHTS[day] = datetime.combine(date.fromordinal(day), _MIDNIGHT)
+    return midnight
+
+
+_MIDNIGHTS: dict[int, datetime] = {}
+_MAX_MIDNIGHTS = 100_000  # (about 270 years of days)
 
 
 def _catch_up(state: CustomerState, until: datetime, policy: Policy, out: Recorder) -> None:
     """Evaluate every day boundary up to `until` at which something was due, in order."""
+    due = state.due
+    if due is None or due > until:
+        return  # (most events: nothing due before them)
     for _ in range(MAX_CATCH_UP_STEPS):
         due = state.due  # kept up to date after every change of the state
         if due is None or due > until:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -63,7 +63,7 @@ def _purchase(state: CustomerState, event: PurchaseCompleted, policy: Policy) ->
     purchases.append((event.order_id, event.occurred_at, policy.to_base(event.amount, event.currency), _ZERO))
     if len(purchases) > 1 and purchases[-2][1] > event.occurred_at:  # a late event: keep time order
         purchases.sort(key=_purchase_time)
-    _trim(state.purchases, _purchase_time, state.clock, policy.ladder.window_days, policy.max_tracked_purchases)
+    _trim(state.purchases, _purchase_time, state.clock - policy.spans.window, policy.max_tracked_purchases)
     if state.last_purchase_at is None or event.occurred_at > state.last_purchase_at:
         state.last_purchase_at = event.occurred_at
     first = not state.has_purchased
@@ -123,7 +123,7 @@ def _feedback(state: CustomerState, event: FeedbackReceived, policy: Policy) -> 
     )
     if len(state.feedback) > 1 and state.feedback[-2][0] > event.occurred_at:  # a late event: keep time order
         state.feedback.sort(key=_feedback_time)
-    _trim(state.feedback, _feedback_time, state.clock, policy.ladder.window_days, policy.max_tracked_feedback)
+    _trim(state.feedback, _feedback_time, state.clock - policy.spans.window, policy.max_tracked_feedback)
     if event.public:
         state.audience = max(state.audience, event.audience)
     if event.share_of_wallet is not None:
@@ -135,9 +135,9 @@ def _feedback(state: CustomerState, event: FeedbackReceived, policy: Policy) -> 
             state.informal_complaints += 1
 
 
-def _trim(items: list[T], when: Callable[[T], datetime], clock: datetime, window_days: int, cap: int) -> None:
-    """Drop what left the window (items are in time order), then the oldest beyond the cap: state stays bounded."""
-    start = clock - timedelta(days=window_days)
+def _trim(items: list[T], when: Callable[[T], datetime], start: datetime, cap: int) -> None:
+    """Drop what left the window that begins after `start` (items are in time order), then the oldest beyond the cap:
+    state stays bounded."""
     keep_from = 0
     while keep_from < len(items) and when(items[keep_from]) <= start:
         keep_from += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +39,7 @@ class Outcome:
     suppressed: tuple[SuppressedPerk, ...] = ()
     referrals: tuple[ReferralCredited, ...] = ()
     duplicate: bool = False
+    evaluated_spend: tuple[datetime, Decimal] | None = None  # the window spend its last evaluation found, and when
 
 
 @dataclass(slots=True)
@@ -48,7 +50,9 @@ class Recorder:
     suppressed: list[SuppressedPerk] = field(default_factory=list)
     referrals: list[ReferralCredited] = field(default_factory=list)
     late: datetime | None = None  # the time of the event being applied, when it came after later ones (see evolve)
+    evaluated_spend: tuple[datetime, Decimal] | None = None  # set by each evaluation (see Outcome)
 
     def outcome(self, state: CustomerState | None, duplicate: bool = False) -> Outcome:
         """Freeze what was recorded."""
-        return Outcome(state, tuple(self.emitted), tuple(self.suppressed), tuple(self.referrals), duplicate)
+        emitted, suppressed, referrals = tuple(self.emitted), tuple(self.suppressed), tuple(self.referrals)
+        return Outcome(state, emitted, suppressed, referrals, duplicate, self.evaluated_spend)

@@ -44,12 +44,23 @@ def offer(
 ) -> str | SuppressedPerk:
     """Grant `perk` (record it, return its id) unless the cooldown or the cap holds it back."""
     limits, spans = policy.perks, policy.spans
-    state.perks = [(p, t) for p, t in state.perks if at - t < spans.perk_memory]
+    # (t > at - span: granted less than `span` before `at`; the memory is the longer of the two spans)
+    remembered, cooling, capped = at - spans.perk_memory, at - spans.cooldown, at - spans.cap_period
+    forgotten = cooling_down = False
+    in_cap_period = 0
+    for granted, t in state.perks:
+        if t <= remembered:
+            forgotten = True
+            continue
+        cooling_down = cooling_down or (granted == perk and t > cooling)
+        in_cap_period += t > capped
+    if forgotten:
+        state.perks = [(p, t) for p, t in state.perks if t > remembered]
     pid = perk_id(state.customer_id, rule, perk, caused_by)
-    if any(p == perk and at - t < spans.cooldown for p, t in state.perks):
+    if cooling_down:
         why = f"Held back: a {perk} was already granted in the last {limits.cooldown_days} days."
         return SuppressedPerk(perk, rule, "cooldown", pid, state.customer_id, at, caused_by, why)
-    if sum(1 for _, t in state.perks if at - t < spans.cap_period) >= limits.cap:
+    if in_cap_period >= limits.cap:
         why = f"Held back: {limits.cap} perks were already granted in the last {limits.cap_period_days} days."
         return SuppressedPerk(perk, rule, "cap", pid, state.customer_id, at, caused_by, why)
     state.perks.append((perk, at))

@@ -141,6 +141,11 @@ class Policy(_Part):
             perk_memory=timedelta(days=max(perks.cooldown_days, perks.cap_period_days)),
         )
 
+    @cached_property
+    def overdue_factor(self) -> float:
+        """`ladder.at_risk_overdue_factor` as a float, computed once (the due time reads it on every event)."""
+        return float(self.ladder.at_risk_overdue_factor)
+
     @property
     def currencies(self) -> frozenset[str]:
         """The currencies with a rate: purchases in any other are rejected."""

@@ -12,20 +12,26 @@ those whose spend lies between the previous and the new population's mean or thr
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate, islice
 from operator import itemgetter
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
+from engine.loyalty.classifications import volume_of
 from engine.loyalty.evolve import sweep_in_place
 from engine.loyalty.figures import window_spend
 from engine.loyalty.outcome import Outcome
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
 from engine.loyalty.state import CustomerState
+
+_ZERO = Decimal(0)
+_CHUNK = 256
 
 
 @dataclass
@@ -40,6 +46,9 @@ class SpendBook:
     changed: bool = True  # spends changed since `positive_spends` was last taken
     total: Decimal = Decimal(0)  # of the positive spends
     positive: int = 0  # customers with a positive spend
+    # The window spend a customer's last evaluation found, and when (`Outcome.evaluated_spend`): noted by an owner of
+    # the states that has it, taken by `settle` instead of summing the window again when it still holds.
+    evaluated: dict[str, tuple[datetime, Decimal]] = field(default_factory=dict)
 
     def set_spend(self, customer_id: str, spend: Decimal | None) -> None:
         """A customer's window spend (None: no longer kept)."""
@@ -62,9 +71,16 @@ class SpendBook:
 
     def settle(self, day: datetime, peek: Callable[[str], CustomerState | None], policy: Policy) -> int:
         """Bring the spends of the customers touched since the last midnight up to `day`; return how many."""
+        evaluated, window = self.evaluated, policy.spans.window
         for customer_id in self.touched:
             state = peek(customer_id)
-            self.set_spend(customer_id, None if state is None else window_spend(state, day, policy))
+            seen = evaluated.pop(customer_id, None)
+            if state is None:
+                self.set_spend(customer_id, None)
+            elif seen is not None and _holds(state, seen[0], day, window):
+                self.set_spend(customer_id, seen[1])
+            else:
+                self.set_spend(customer_id, window_spend(state, day, policy))
         return len(self.touched)
 
     def positive_spends(self) -> tuple[Decimal, ...]:
@@ -81,11 +97,13 @@ class SpendBook:
         target = self.total * high_volume_share
         running = Decimal(0)
         threshold = Decimal(0)
-        for spend, _ in reversed(self.by_spend):
-            running += spend
-            threshold = spend
-            if running >= target:
+        spends = map(itemgetter(0), reversed(self.by_spend))  # from the top spender down
+        while chunk := list(islice(spends, _CHUNK)):  # summed a chunk at a time (the adds in C, in the same order)
+            after = sum(chunk, running)
+            if after >= target:  # the running total reaches the target within this chunk: at which spend
+                threshold = chunk[bisect_left(list(accumulate(chunk, initial=running)), target, 1) - 1]
                 break
+            running, threshold = after, chunk[-1]
         return Population(threshold, (self.total / self.positive).quantize(Decimal("0.01")), self.positive)
 
     def movable(self, new: Population) -> set[str]:
@@ -100,6 +118,21 @@ class SpendBook:
                 span = self.by_spend.irange((min(a, b), ""), (max(a, b), ""), inclusive=(True, False))
                 moved.update(customer_id for _, customer_id in span)
         return moved
+
+
+def _holds(state: CustomerState, at: datetime, day: datetime, window: timedelta) -> bool:
+    """Whether the window spend at `day` is the one an evaluation found at `at`: the state has not changed since (its
+    clock is still `at`, no later than `day`) and no purchase counted at `at` has left the window by `day` (the same
+    purchases, summed in the same order, give the same decimal)."""
+    if at != state.clock or at > day:
+        return False
+    counted_after, gone_by = at - window, day - window
+    for _, bought, amount, refunded in state.purchases:  # in time order
+        if bought > gone_by:
+            return True
+        if bought > counted_after and refunded < amount:
+            return False
+    return True
 
 
 def classify_day(
@@ -117,6 +150,7 @@ def classify_day(
     the decision is not made twice). Lazy: the caller records each outcome before the next is taken."""
     candidates = book.touched | book.movable(population) if population != book.population else set(book.touched)
     later: set[str] = set()
+    spends = book.spends
     for customer_id in sorted(candidates):
         state = peek(customer_id)
         if state is None:
@@ -127,7 +161,10 @@ def classify_day(
         if state.volume_since is not None and state.volume_since >= day:
             continue  # this midnight (or a later one) was passed for them already: a worker restarted behind it
         clock, due = state.clock, state.due
-        outcome = sweep_in_place(state, day, policy, population, book.spends.get(customer_id, Decimal(0)))
+        spend = spends.get(customer_id, _ZERO)
+        if (due is None or due > day) and volume_of(spend, population) == state.volume:
+            continue  # nothing due and the class holds: the sweep would change nothing
+        outcome = sweep_in_place(state, day, policy, population, spend)
         if outcome.emitted or state.clock != clock or state.due != due:
             yield customer_id, outcome, due
     book.population = population

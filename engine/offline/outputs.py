@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -10,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from engine.loyalty import CustomerState, DecisionEvent, Policy
+from engine.loyalty import CustomerState, DecisionEvent, Policy, Population
 from engine.loyalty.view import view
 from engine.offline.funnel import draw_funnel
 from engine.offline.lines import read_lines
@@ -21,6 +22,7 @@ from schemas.decoder import DecodeLimits
 from schemas.events import STEPS, EventRejected
 
 JSON = orjson.OPT_SORT_KEYS
+BUFFER = 1 << 20  # bytes written at once to the decision files (a write call per 8 KiB by default: about 25 decisions)
 
 
 def replay_file(
@@ -35,12 +37,24 @@ def replay_file(
     """Replay `source` into `out`; the same input and policy always give byte-identical files."""
     with DecisionFiles(out) as files:
         replay = Replay(policy, limits, now, files.decision, files.rejected)
-        for line in read_lines(source):
-            replay.feed(line)
-            if on_line is not None:
-                on_line(len(line) + 1)
-        replay.finish(as_of)
+        replay.on_midnight = _freeze_survivors
+        try:
+            for line in read_lines(source):
+                replay.feed(line)
+                if on_line is not None:
+                    on_line(len(line) + 1)
+            replay.finish(as_of)
+        finally:
+            gc.unfreeze()
     return write_outputs(replay, out, policy, as_of or replay.clock or now)
+
+
+def _freeze_survivors(day: datetime, population: Population) -> None:
+    """At each midnight, what is alive then (the customers' states, mostly) leaves the cyclic garbage collector's
+    generations (`gc.freeze`): the states hold no reference cycles, and collections traversing them again and again
+    cost about a tenth of the replay's time. The collector stays on for everything newer; `replay_file` puts the
+    frozen objects back when it is done (and so unfreezes whatever its caller had frozen)."""
+    gc.freeze()
 
 
 class DecisionFiles:
@@ -51,8 +65,8 @@ class DecisionFiles:
         self.out = out
 
     def __enter__(self) -> DecisionFiles:
-        self.perks = (self.out / "perks.jsonl").open("wb")
-        self.transitions = (self.out / "transitions.jsonl").open("wb")
+        self.perks = (self.out / "perks.jsonl").open("wb", buffering=BUFFER)
+        self.transitions = (self.out / "transitions.jsonl").open("wb", buffering=BUFFER)
         self.dead_letters = (self.out / "rejected.jsonl").open("wb")
         return self
 
@@ -84,7 +98,7 @@ def write_customers(
 ) -> None:
     """customers.jsonl (every customer's view by id, as of `at`, else as of each customer's own clock) and
     funnel.png (customers per step, under `title`): the replay's and the demo's."""
-    with (out / "customers.jsonl").open("wb") as customers:
+    with (out / "customers.jsonl").open("wb", buffering=BUFFER) as customers:
         for customer_id in sorted(states):
             customers.write(orjson.dumps(view(states[customer_id], policy, at), option=JSON) + b"\n")
     steps = Counter(state.step or "possible" for state in states.values())

@@ -59,6 +59,7 @@ class Replay:
         self.clock: datetime | None = None
         self.book = SpendBook()  # every customer's window spend as of the last midnight passed
         self._passed: datetime | None = None  # the last midnight passed (volume classified as of it)
+        self._next_midnight = EPOCH  # the one after it (set with the clock): an event before it passes no midnight
         self.counts = ReplayCounts()
         self.last_event: InboundEvent | None = None  # the last line's event (None: it was rejected)
         # Called at each midnight classified, with its population (bootstrap seeds the workers with them).
@@ -78,8 +79,10 @@ class Replay:
         moment = result.occurred_at
         if self.clock is None:
             self.clock, self._passed = moment, day_start(moment)
+            self._next_midnight = self._passed + DAY
         elif moment > self.clock:
-            self._pass_days(day_start(moment))  # time passed day boundaries: sweeps and volume first
+            if moment >= self._next_midnight:
+                self._pass_days(day_start(moment))  # time passed day boundaries: sweeps and volume first
             self.clock = moment
         late, duplicates = moment < self.clock, self.counts.duplicates
         self._apply(result)
@@ -126,6 +129,7 @@ class Replay:
                 self.on_midnight(day, population)
             self._passed = day
         self._passed = max(self._passed, until)
+        self._next_midnight = self._passed + DAY
 
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
         state = self.states.get(event.customer_id)
@@ -151,6 +155,8 @@ class Replay:
             self.book.set_spend(customer_id, None)
         else:
             self.states[customer_id] = outcome.state
+            if outcome.evaluated_spend is not None:  # the midnight takes it instead of summing the window again
+                self.book.evaluated[customer_id] = outcome.evaluated_spend
             due = outcome.state.due
             if due is not None and due != due_before:  # stale entries are checked again when they come up
                 self.due.add(due, customer_id)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.loyalty import DEFAULT_POLICY, Population, sweep
+from engine.loyalty import DEFAULT_POLICY, Policy, Population, sweep
+from engine.loyalty.classifications import _beyond, _overdue
+from engine.loyalty.policy import Ladder
 from tests.unit.loyalty_builders import (
     at,
     every_n_days,
@@ -222,3 +226,16 @@ def test_every_decision_is_explained_with_its_figures() -> None:
     for decision in decisions:
         assert decision.rule and decision.explanation and decision.evidence
         assert decision.policy_version == DEFAULT_POLICY.version
+
+
+@given(
+    days=st.integers(min_value=0, max_value=40_000),
+    gap=st.floats(min_value=0, max_value=3650, allow_nan=False),
+    factor=st.decimals(min_value="1.01", max_value=10, places=3),
+)
+def test_overdue_in_floats_decides_as_the_exact_decimal_product(days: int, gap: float, factor: Decimal) -> None:
+    """The at-risk rule compares days with gap × factor in floats when they are clearly apart: as exactly as in
+    decimals, also right at the boundary (days equal to the product, or a hair either side)."""
+    policy = Policy(ladder=Ladder(at_risk_overdue_factor=factor))
+    for candidate in (days, int(Decimal(str(gap)) * factor), int(Decimal(str(gap)) * factor) + 1):
+        assert _beyond(candidate, gap, policy) == (candidate > _overdue(gap, policy))

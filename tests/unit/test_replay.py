@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.loyalty import DEFAULT_POLICY, DecisionEvent
+from engine.loyalty import DEFAULT_POLICY, DecisionEvent, volume
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
 from schemas.construct import flat_json
@@ -95,3 +97,37 @@ def test_every_decision_the_core_builds_is_valid_by_the_contract_and_written_as_
         validated = type(decision).model_validate(decision.__dict__)
         assert list(validated.__dict__.items()) == list(decision.__dict__.items())
         assert flat_json(decision) == decision.model_dump_json().encode()
+
+
+class _Forgetful(dict[str, Any]):
+    """Notes of evaluated window spends that keep none: every midnight sums the window again."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_midnight_taking_the_spend_an_evaluation_found_decides_as_summing_the_window_again(
+    lines: list[bytes], late: bool
+) -> None:
+    """The replay notes the window spend each evaluation found and a midnight takes it, instead of summing the window
+    again, when it still holds (`SpendBook.settle`): the same spends and decisions as summing every time, also with
+    events arriving late."""
+    if late:  # every tenth line moved thirty lines on: events older than some before them
+        lines = list(lines)
+        for index in range(0, len(lines) - 40, 10):
+            lines.insert(index + 30, lines.pop(index))
+    results, sums = [], []
+    for forgetful in (False, True):
+        decisions: list[DecisionEvent] = []
+        replay = Replay(DEFAULT_POLICY, LIMITS, NOW, decisions.append, lambda _: None)
+        if forgetful:
+            replay.book.evaluated = _Forgetful()
+        with patch.object(volume, "window_spend", wraps=volume.window_spend) as summed:
+            for line in lines:
+                replay.feed(line)
+            replay.finish()
+        results.append(([flat_json(decision) for decision in decisions], replay.book.spends))
+        sums.append(summed.call_count)
+    assert results[0] == results[1] and results[0][0]
+    assert sums[0] < sums[1] / 2  # most midnights took the evaluated spend

@@ -4,15 +4,16 @@ the same in the replay, in one worker and in several, and whatever order custome
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest.mock import patch
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.loyalty import DEFAULT_POLICY, DecisionEvent, Population, evolve
+from engine.loyalty import DEFAULT_POLICY, CustomerState, DecisionEvent, Population, evolve, volume
 from engine.loyalty.volume import SpendBook, classify_day
 from engine.offline.replay import Replay
 from engine.stream import records
@@ -171,7 +172,9 @@ def test_the_population_kept_as_spends_change_is_the_one_computed_from_scratch(
     for customer_id in gone:
         book.set_spend(customer_id, None)
     left = [spend for customer_id, spend in spends.items() if customer_id not in gone]
-    assert book.population_of_all(Decimal(share)) == Population.compute(left, Decimal(share))
+    for chunk in (1, 3, volume._CHUNK):  # summed a chunk at a time: wherever the chunks break
+        with patch.object(volume, "_CHUNK", chunk):
+            assert book.population_of_all(Decimal(share)) == Population.compute(left, Decimal(share))
 
 
 def test_a_midnight_passed_again_after_a_restart_decides_nothing_twice() -> None:
@@ -191,3 +194,27 @@ def test_a_midnight_passed_again_after_a_restart_decides_nothing_twice() -> None
     alone = book.population_of_all(DEFAULT_POLICY.classification.high_volume_share)  # as it was at that midnight
     again = list(classify_day(book, first_midnight, alone, replay.states.get, DEFAULT_POLICY))
     assert again == [] and replay.states["c-1"].volume == "low"
+
+
+def test_a_midnight_sums_the_window_again_when_a_purchase_left_it_since_the_evaluation() -> None:
+    """`settle` takes the spend an evaluation found only while it holds: a purchase that counted then and has left
+    the window by the midnight makes it sum the window again; a state changed since (its clock moved) too."""
+    bought, evaluated = datetime(2025, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 9, tzinfo=UTC)
+    state = CustomerState("c-1", clock=evaluated)
+    state.purchases = [("o-1", bought, Decimal(10), Decimal(0)), ("o-2", evaluated, Decimal(5), Decimal(0))]
+    midnight = datetime(2026, 1, 2, tzinfo=UTC)  # the window now begins after 2025-01-02: o-1 has left it
+    for note, expected in (
+        ((evaluated, Decimal("15.00")), Decimal(5)),  # o-1 left the window: summed again
+        ((evaluated - timedelta(hours=1), Decimal("15.00")), Decimal(5)),  # the state changed since: summed again
+    ):
+        book = SpendBook()
+        book.touched.add("c-1")
+        book.evaluated["c-1"] = note
+        book.settle(midnight, {"c-1": state}.get, DEFAULT_POLICY)
+        assert book.spends == {"c-1": expected} and not book.evaluated
+    state.purchases = state.purchases[1:]  # nothing left the window: the evaluated spend is taken as it is
+    book = SpendBook()
+    book.touched.add("c-1")
+    book.evaluated["c-1"] = (evaluated, Decimal("5.00"))
+    book.settle(midnight, {"c-1": state}.get, DEFAULT_POLICY)
+    assert str(book.spends["c-1"]) == "5.00"
