@@ -142,3 +142,18 @@ def test_faust_no_longer_moves_the_persisted_offset_per_delivered_record() -> No
     future.set_result(Delivered(0, 9))
     table._on_changelog_sent(future)  # type: ignore[attr-defined]
     assert table.data.persisted == {}
+
+
+def test_a_rocksdb_table_is_written_changelog_first_and_its_store_is_not_made_early(tmp_path: Any) -> None:
+    """Faust's RocksDB store creates a folder in the table directory when made: made while the worker is built, a
+    fresh start looked like local tables left by a crash (a WARNING in a healthy run's log)."""
+    from engine.settings import load_settings
+    from engine.stream.app import create_app
+    from engine.stream.states import BatchStates
+
+    for store, expected in (("rocksdb", True), ("memory", False)):
+        settings = load_settings({"ESCALERA_DATA_DIR": str(tmp_path / store), "ESCALERA_TABLE_STORE": store})
+        table = create_app(settings).customers
+        states = BatchStates(table)
+        assert (states.first is not None) is expected
+        assert not (tmp_path / store).exists()  # nothing made on disk before the worker starts

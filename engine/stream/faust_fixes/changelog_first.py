@@ -35,15 +35,23 @@ class ChangelogFirst:
     delivery, in the order sent."""
 
     def __init__(self, table: Any) -> None:
-        self.table, self.store = table, table.data
+        self.table = table  # its store is made by Faust when first used: made here, it would create its folder
         self.pending: deque[tuple[Any, int, bytes, bytes | None]] = deque()  # (future, partition, key, value)
         self.unstored: dict[bytes, bytes | None] = {}  # key -> its latest value sent, not yet in the store
         table._on_changelog_sent = _persisted_by_settle
 
+    @property
+    def store(self) -> RocksDBStore:
+        return self.table.data  # type: ignore[no-any-return]
+
     @staticmethod
     def applies(table: Any) -> bool:
-        """Whether `table` keeps a local store on disk (RocksDB): the memory store has nothing to keep."""
-        return isinstance(getattr(table, "data", None), RocksDBStore)
+        """Whether `table` keeps a local store on disk (RocksDB): the memory store has nothing to keep. Told from the
+        store's URL (`Collection._new_store`), without making the store: Faust's RocksDB store creates a folder in
+        the table directory when made, before the worker has decided whether to keep what is there."""
+        app = getattr(table, "app", None)
+        url = getattr(table, "_store", None) or getattr(getattr(app, "conf", None), "store", None)
+        return url is not None and str(url).startswith("rocksdb:")
 
     def write(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Send a state (None: a tombstone) to the changelog partition `partition`; stored once delivered."""
