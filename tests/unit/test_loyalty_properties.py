@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve, sweep
+from engine.loyalty.state import StateSummary, summarize
 from schemas.events import InboundEvent
 from tests.unit.loyalty_builders import at, erase, feedback, interest, purchase, refund, register, run
 
@@ -149,6 +150,8 @@ def test_state_is_bounded_and_round_trips(events: list[InboundEvent]) -> None:
     assert len(state.purchases) <= DEFAULT_POLICY.max_tracked_purchases
     assert len(state.decisions) <= 10
     assert CustomerState.from_json(state.to_json()) == state
+    # what a worker learns of a customer it receives with a partition is the state's own (issue 18's fast scan)
+    assert summarize(state.to_json()) == tuple(getattr(state, name) for name in StateSummary._fields)
 
 
 def test_state_stays_bounded_over_a_long_history() -> None:
