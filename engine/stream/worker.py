@@ -19,9 +19,10 @@ from engine.loyalty import Policy
 from engine.settings import Settings
 from engine.stream.app import Topology, create_app, use_event_loop
 from engine.stream.faust_fixes.delivery import deliver_before_commit
-from engine.stream.faust_fixes.local_tables import mark_clean_stop, open_local_state
+from engine.stream.faust_fixes.local_tables import MARKER, mark_clean_stop, open_local_state
 from engine.stream.local_state import check_local_tables
 from engine.stream.logs import logging_config
+from engine.stream.membership import record_member, remove_crashed_member
 from engine.stream.metrics import ConsumerLagCollector, CustomersCollector, RestoreCollector, WorkerMetrics
 from engine.stream.population import PopulationBoard
 from engine.stream.processor import BATCH, BATCH_WAIT, Processor
@@ -80,6 +81,15 @@ def build_worker(
     async def read_population() -> None:
         await _read_partition_stats(settings, topology, processor.board, wake)
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def remember_member(sender: Any, *_: Any, **__: Any) -> None:
+        """The member id this worker joined with, for its restart after a crash (`engine.stream.membership`): read
+        where Faust reads the generation (faust/transport/drivers/aiokafka.py `on_partitions_assigned`)."""
+        consumer: Any = app.consumer
+        member = getattr(consumer._thread._ensure_consumer()._coordinator, "member_id", None)
+        if isinstance(member, str) and member:
+            record_member(settings.data_dir, settings.app_id, member)
+
     return app, processor
 
 
@@ -113,9 +123,10 @@ async def _read_partition_stats(
 
 
 def run_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) -> None:
-    """Run a worker in the foreground until SIGTERM or Ctrl-C, with Faust's start-up corrected three times: no
-    terminal spinner, local tables kept only after a clean stop (`faust_fixes.local_tables`), and only while the
-    broker still has the changelog they were built from (`local_state`, issue 16)."""
+    """Run a worker in the foreground until SIGTERM or Ctrl-C, with Faust's start-up corrected four times: no
+    terminal spinner, the member a crashed run left in the group removed (`membership`), local tables kept only
+    when they can be trusted (`faust_fixes.local_tables`), and only while the broker still has the changelog they
+    were built from (`local_state`, issue 16)."""
     from faust.worker import Worker
 
     # Faust's worker configures logging only once it runs (mode's `Worker.on_first_start`): configured here first,
@@ -129,6 +140,7 @@ def run_worker(settings: Settings, policy: Policy, tick_seconds: float = 1.0) ->
     # library's debug message is built and then thrown away: a tenth of the worker's time in the stream benchmark.
     worker.spinner = None
     tables = Path(app.conf.tabledir)
+    remove_crashed_member(settings, tables, clean_stop=(settings.data_dir / MARKER).exists())
     open_local_state(tables, settings.data_dir)
     changelogs = {table.changelog_topic.get_topic_name(): table.name for table in app.tables.values()}
     check_local_tables(settings, tables, changelogs)
