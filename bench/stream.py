@@ -129,9 +129,10 @@ def start_worker(
     log_level: str = "WARNING",
     tick: float = 0.2,
     grace: float | None = None,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The Escalera worker, or with `floor_output` the minimal Faust agent of bench/faust_floor.py (`grace`: the
-    worker's ESCALERA_ARRIVAL_GRACE_SECONDS, None: its default)."""
+    worker's ESCALERA_ARRIVAL_GRACE_SECONDS, None: its default; `extra`: more of its environment)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")},
         "ESCALERA_BOOTSTRAP_SERVERS": ",".join(settings.bootstrap_servers),
@@ -147,6 +148,7 @@ def start_worker(
     }  # fmt: skip
     if grace is not None:
         env["ESCALERA_ARRIVAL_GRACE_SECONDS"] = str(grace)
+    env.update(extra or {})
     command = [sys.executable, "-m", "engine.cli", "worker", "--tick", str(tick)]
     if floor_output is not None:
         env["FLOOR_OUTPUT_TOPIC"] = floor_output

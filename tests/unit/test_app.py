@@ -69,7 +69,7 @@ def test_a_silent_worker_is_given_up_after_the_configured_session_timeout(tmp_pa
     base = {"ESCALERA_TABLE_STORE": "memory", "ESCALERA_DATA_DIR": str(tmp_path)}
     conf = create_app(load_settings({**base, "ESCALERA_SESSION_TIMEOUT_SECONDS": "6"})).app.conf
     assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (6.0, 2.0)
-    assert create_app(load_settings(base)).app.conf.broker_session_timeout == 60.0
+    assert create_app(load_settings(base)).app.conf.broker_session_timeout == 20.0
     with pytest.raises(SettingsError, match="ESCALERA_SESSION_TIMEOUT_SECONDS"):
         load_settings({"ESCALERA_SESSION_TIMEOUT_SECONDS": "1"})
 
