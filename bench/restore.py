@@ -87,6 +87,7 @@ from engine.broker.partitioner import partition_of
 from engine.broker.publish import route
 from engine.broker.topics import TopicSpec, ensure_topics
 from engine.loyalty import day_start, load_policy
+from engine.loyalty.state_codec import pack
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
 from engine.settings import Settings, load_settings
@@ -103,8 +104,8 @@ WAIT = 1800.0  # seconds any one wait may take before the run gives up
 
 
 def template_states(customers: int) -> tuple[list[tuple[str, bytes]], datetime]:
-    """Final states of a replayed simulation, (customer_id, state JSON), and the time they were swept to (their
-    clocks are at it or before)."""
+    """Final states of a replayed simulation, (customer_id, state JSON: compressed once its id is changed), and the
+    time they were swept to (their clocks are at it or before)."""
     policy = load_policy(None)
     lines = list(simulate(SimulationSpec(customers, 365, seed=11)))
     latest = max(orjson.loads(line)["occurred_at"] for line in lines if line.startswith(b"{"))
@@ -129,8 +130,9 @@ def fill_changelog(settings: Settings, customers: int) -> tuple[int, float, date
     for n in range(customers):
         customer_id, raw = templates[n % len(templates)]
         new_id = f"r{n:07d}"
-        producer.send(changelog, key=new_id.encode(), value=raw.replace(customer_id.encode(), new_id.encode()))
-        written += len(raw)
+        value = pack(raw.replace(customer_id.encode(), new_id.encode()))  # stored as a worker stores it
+        producer.send(changelog, key=new_id.encode(), value=value)
+        written += len(value)
     producer.flush()
     producer.close()
     return written, time.perf_counter() - began, now

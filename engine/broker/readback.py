@@ -21,7 +21,7 @@ def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, Cu
         if record.value is None:
             states.pop(key, None)
         else:
-            states[key] = CustomerState.from_json(record.value)
+            states[key] = CustomerState.decode(record.value)
     consumer.close()
     return states
 

@@ -170,7 +170,7 @@ def _write(settings: Settings, writer: SeedWriter, folded: Folded, out: Path) ->
     with progress_bar(TextColumn("writing the states"), BarColumn(), MofNCompleteColumn()) as bar:
         task = bar.add_task("states", total=len(replay.states))
         for customer_id, state in replay.states.items():
-            writer.state(customer_id, state.to_json())
+            writer.state(customer_id, state.encode())
             bar.advance(task)
     writer.stats(population_record(day, population) for day, population in folded.midnight_populations())
     with (out / "published.jsonl").open("rb") as published:

@@ -7,7 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
+
+from engine.loyalty.state_codec import pack, unpack
 
 # (order_id, occurred_at, amount in base currency, refunded in base currency)
 Purchase = tuple[str, datetime, Decimal, Decimal]
@@ -64,8 +67,19 @@ class CustomerState:
             setattr(clone, name, value.copy() if isinstance(value, list) else value)
         return clone
 
+    def encode(self) -> bytes:
+        """The state as stored in the table and its changelog: its JSON (`to_json`) compressed by the state codec
+        (engine/loyalty/state_codec.py: a zstd frame, about a tenth of the JSON); `decode` reads it back exactly."""
+        return pack(self.to_json())
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CustomerState:
+        """The state `encode` wrote, or the plain JSON (`to_json`) states were stored as before the codec."""
+        return cls.from_json(unpack(raw))
+
     def to_json(self) -> bytes:
-        """The state as JSON bytes (decimals as strings, times as RFC 3339); `from_json` reads it back exactly."""
+        """The state as JSON bytes (decimals as strings, times as RFC 3339); `from_json` reads it back exactly. Not
+        what is stored: that is `encode`."""
         return orjson.dumps({name: getattr(self, name) for name in _FIELDS}, default=_encode)
 
     @classmethod
@@ -107,20 +121,34 @@ class StateSummary(NamedTuple):
     formal_complaints: int
 
 
+class _Summarized(msgspec.Struct):
+    """The fields of a stored state's JSON that `summarize` reads (msgspec skips the others without building them)."""
+
+    customer_id: str
+    clock: datetime
+    due: datetime | None
+    step: str | None
+    relationship: str
+    satisfaction: str
+    formal_complaints: int
+
+
+_SUMMARIZED = msgspec.json.Decoder(_Summarized)
+
+
 def summarize(raw: bytes) -> StateSummary:
-    """The summary of the state `CustomerState.to_json` wrote, without decoding the rest: a worker that receives a
-    million customers reads each this way (2.5 times faster than `from_json` on the simulated shop's states, the
-    difference between a restart ready in 30 s or not, bench/restore.py, issue 18)."""
-    data = orjson.loads(raw)
-    due = data["due"]
+    """The summary of a stored state (`CustomerState.encode`, or the plain JSON of before), without decoding the rest:
+    a worker that receives a million customers reads each this way (about 4 µs a state on the simulated shop's states,
+    a quarter of `decode`: the difference between a restart ready in 30 s or not, bench/restore.py, issue 18)."""
+    found = _SUMMARIZED.decode(unpack(raw))
     return StateSummary(
-        data["customer_id"],
-        datetime.fromisoformat(data["clock"]),
-        None if due is None else datetime.fromisoformat(due),
-        data["step"],
-        data["relationship"],
-        data["satisfaction"],
-        data["formal_complaints"],
+        found.customer_id,
+        found.clock,
+        found.due,
+        found.step,
+        found.relationship,
+        found.satisfaction,
+        found.formal_complaints,
     )
 
 

@@ -19,7 +19,8 @@ class Topic(Protocol):
 
 
 class Table(Protocol):
-    """The customer table (Faust's `Table`): customer id → state JSON, read and written under the current event."""
+    """The customer table (Faust's `Table`): customer id → stored state (`CustomerState.encode`), read and written
+    under the current event."""
 
     @property
     def name(self) -> str:

@@ -66,7 +66,7 @@ class BatchStates:
                     stream._set_current_event(record)
                 raw = self.table.get(key)
             if raw is not None:
-                state = CustomerState.from_json(raw)
+                state = CustomerState.decode(raw)
         return state
 
     def keep(self, customer_id: str, state: CustomerState, record: Any) -> None:
@@ -100,12 +100,12 @@ class BatchStates:
             state = self.cache.get(customer_id)
             if first is not None:
                 if state is not None:
-                    first.write(partition, key, state.to_json())
+                    first.write(partition, key, state.encode())
                 elif first.unstored.get(key) is not None or (key not in first.unstored and key in self.table):
                     first.write(partition, key, None)  # erasure: a tombstone in the changelog
                     erased_in.add(partition)
             elif state is not None:
-                self.table[key] = state.to_json()
+                self.table[key] = state.encode()
             elif key in self.table:
                 del self.table[key]  # erasure: a tombstone in the changelog
                 erased_in.add(partition)
@@ -133,5 +133,5 @@ class BatchStates:
             self.first.forget(owned)
 
     def stored(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, state JSON) in the table, on every partition this worker holds (standbys included)."""
+        """Every (key, stored state) in the table, on every partition this worker holds (standbys included)."""
         yield from self.table.items()

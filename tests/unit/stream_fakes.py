@@ -147,12 +147,12 @@ class FakeTable:
     def state(self, customer_id: str) -> CustomerState | None:
         """A customer's state as stored, from the partition of their key (where Faust's owner reads it)."""
         raw = self.parts.get(partition_of(customer_id.encode(), self.partitions), {}).get(customer_id.encode())
-        return None if raw is None else CustomerState.from_json(raw)
+        return None if raw is None else CustomerState.decode(raw)
 
     def put(self, state: CustomerState) -> None:
         """A state already in the table (restored from the changelog), on its customer's partition."""
         key = state.customer_id.encode()
-        self.parts.setdefault(partition_of(key, self.partitions), {})[key] = state.to_json()
+        self.parts.setdefault(partition_of(key, self.partitions), {})[key] = state.encode()
 
 
 @dataclass

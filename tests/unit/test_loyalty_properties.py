@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from engine.loyalty import DEFAULT_POLICY, CustomerState, evolve, sweep
 from engine.loyalty.state import StateSummary, summarize
+from engine.loyalty.state_codec import MAGIC
 from schemas.events import InboundEvent
 from tests.unit.loyalty_builders import at, erase, feedback, interest, purchase, refund, register, run
 
@@ -149,9 +150,15 @@ def test_state_is_bounded_and_round_trips(events: list[InboundEvent]) -> None:
     assert len(state.seen_ids) <= DEFAULT_POLICY.dedup_memory
     assert len(state.purchases) <= DEFAULT_POLICY.max_tracked_purchases
     assert len(state.decisions) <= 10
+    stored = state.encode()
+    assert stored.startswith(MAGIC) and len(stored) < len(state.to_json())  # a zstd frame, smaller than the JSON
+    assert CustomerState.decode(stored) == state
     assert CustomerState.from_json(state.to_json()) == state
+    assert CustomerState.decode(state.to_json()) == state  # the plain JSON states were stored as before the codec
     # what a worker learns of a customer it receives with a partition is the state's own (issue 18's fast scan)
-    assert summarize(state.to_json()) == tuple(getattr(state, name) for name in StateSummary._fields)
+    summary = tuple(getattr(state, name) for name in StateSummary._fields)
+    assert summarize(stored) == summary
+    assert summarize(state.to_json()) == summary
 
 
 def test_state_stays_bounded_over_a_long_history() -> None:

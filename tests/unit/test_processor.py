@@ -416,7 +416,7 @@ def test_a_partition_received_is_learned_from_the_table() -> None:
     later = purchase(customer, 5)
     h.run(h.event(PURCHASES, later))  # applied on top of the state learned, after the midnights before it
     volume = [d for d in h.decisions() if d.get("dimension") == "volume"]
-    assert [d for d in h.decisions() if d not in volume] == decided([later], CustomerState.from_json(known.to_json()))
+    assert [d for d in h.decisions() if d not in volume] == decided([later], CustomerState.decode(known.encode()))
     assert [d["occurred_at"] for d in volume] == ["2025-01-03T00:00:00Z"]  # the first midnight after its purchase
     state = h.table.state(customer)
     assert state is not None and len(state.purchases) == 2
