@@ -105,7 +105,7 @@ WAIT = 1800.0  # seconds any one wait may take before the run gives up
 
 def template_states(customers: int) -> tuple[list[tuple[str, bytes]], datetime]:
     """Final states of a replayed simulation, (customer_id, state JSON: compressed once its id is changed), and the
-    time they were swept to (their clocks are at it or before)."""
+    latest of their clocks (the last event of the simulated shop)."""
     policy = load_policy(None)
     lines = list(simulate(SimulationSpec(customers, 365, seed=11)))
     latest = max(orjson.loads(line)["occurred_at"] for line in lines if line.startswith(b"{"))
@@ -114,7 +114,8 @@ def template_states(customers: int) -> tuple[list[tuple[str, bytes]], datetime]:
     for line in lines:
         replay.feed(line)
     replay.finish()
-    return [(customer_id, state.to_json()) for customer_id, state in replay.states.items()], now
+    latest_clock = max(state.clock for state in replay.states.values())
+    return [(customer_id, state.to_json()) for customer_id, state in replay.states.items()], latest_clock
 
 
 def fill_changelog(settings: Settings, customers: int) -> tuple[int, float, datetime]:
@@ -139,8 +140,9 @@ def fill_changelog(settings: Settings, customers: int) -> tuple[int, float, date
 
 
 def probe_time(states_as_of: datetime, n: int) -> str:
-    """The event time of probe `n`: probe 0 on the day the restored states are as of, every later one just after
-    the next midnight (the first midnight the worker passes, with every restored customer to settle, issue 15)."""
+    """The event time of probe `n`: probe 0 just after the restored states' latest clock (the same day: no midnight
+    to pass before it), every later one just after the next midnight (the first midnight the worker passes, with
+    every restored customer to settle, issue 15)."""
     if n == 0:
         return (states_as_of + timedelta(seconds=1)).isoformat()
     return (day_start(states_as_of) + timedelta(days=1, seconds=n)).isoformat()

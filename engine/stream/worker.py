@@ -32,6 +32,7 @@ from engine.stream.web import serve_pages
 log = logging.getLogger("escalera.worker")
 
 ERASURE_PURGE = 10.0  # seconds between compactions of the local table files where customers were erased
+STATS_RETRY = 2.0  # seconds between two attempts of the population reader to connect
 
 
 def build_worker(
@@ -100,10 +101,22 @@ async def _read_partition_stats(
     compacted topic: Faust's GlobalTable misses updates with several workers, robinhood/faust #716 and #541);
     `read` is awaited after each batch of them."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaConnectionError
 
     name = topology.partition_stats.get_topic_name()
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
-    await consumer.start()
+    while True:
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
+        try:
+            await consumer.start()
+            break
+        except KafkaConnectionError as failure:
+            # Not a crash of the worker: at a million customers the event loop is busy for tens of seconds after a
+            # restart (learning the owned customers, then the first midnight), long enough for the connection this
+            # reader opened at start-up to time out (bench/restore.py, issue 18: the app crashed on it).
+            await consumer.stop()
+            log.info("the reader of population figures could not connect (%s): trying again in %.0f s", failure,
+                     STATS_RETRY)  # fmt: skip
+            await asyncio.sleep(STATS_RETRY)
     try:
         while not (partitions := consumer.partitions_for_topic(name)):
             await asyncio.sleep(0.5)
