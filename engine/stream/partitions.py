@@ -12,6 +12,11 @@ from engine.loyalty.due import DueCalendar
 from engine.loyalty.state import StateSummary
 from engine.loyalty.volume import SpendBook
 
+# Every place a member can be counted at, once: a million customers share a few hundred, where each would otherwise
+# hold a tuple and three strings of its own, as decoded (about 240 bytes a customer: 1,342 MB → ? MB at the peak of a
+# worker owning 1,000,000 customers, bench/restore.py, issue 18).
+_PLACES: dict[tuple[str, str, str, int], tuple[str, str, str, int]] = {}
+
 
 @dataclass
 class OwnedPartition(SpendBook):
@@ -49,6 +54,7 @@ class OwnedPartition(SpendBook):
             self._count(before, -1)
         if state is not None:
             where = (state.step or "none", state.relationship, state.satisfaction, state.formal_complaints)
+            where = _PLACES.setdefault(where, where)
             self._count(where, 1)
             self.placed[customer_id] = where
 
