@@ -103,12 +103,21 @@ def main() -> None:
             "decode_only": round(statistics.median(decoded) / lines * 1e6, 2),
             "replay": round(statistics.median(replayed) / lines * 1e6, 2),
         },
-        "target_ratio": 0.25,
+        "target_ratio": 0.25,  # issue 4's, withdrawn by issue 18 (decoding alone caps it at the ratio above)
+        # issue 18's target: the replay at least 0.15 of the decode-only loop
+        "ratio_decode_only_over_replay": round(statistics.median(decoded) / statistics.median(replayed), 4),
+        "target_ratio_decode_only_over_replay": 0.15,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    shown = ("lines", "microseconds_per_line", "ratio_bare_over_replay", "ratio_bare_over_decode_only")
+    shown = (
+        "lines",
+        "microseconds_per_line",
+        "ratio_bare_over_replay",
+        "ratio_bare_over_decode_only",
+        "ratio_decode_only_over_replay",
+    )
     print(json.dumps({k: result[k] for k in shown}))
 
 
