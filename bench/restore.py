@@ -86,13 +86,11 @@ from engine.broker.local import start_broker
 from engine.broker.partitioner import partition_of
 from engine.broker.publish import route
 from engine.broker.topics import TopicSpec, ensure_topics
-from engine.loyalty import day_start, load_policy
+from engine.loyalty import day_start
 from engine.loyalty.state_codec import pack
-from engine.offline.replay import Replay
-from engine.offline.simulation import SimulationSpec, simulate
+from engine.offline.state_dictionary import shop_states
 from engine.settings import Settings, load_settings
 from engine.stream.app import create_app
-from schemas.decoder import DecodeLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("empty", "restart", "failover")
@@ -106,16 +104,8 @@ WAIT = 1800.0  # seconds any one wait may take before the run gives up
 def template_states(customers: int) -> tuple[list[tuple[str, bytes]], datetime]:
     """Final states of a replayed simulation, (customer_id, state JSON: compressed once its id is changed), and the
     latest of their clocks (the last event of the simulated shop)."""
-    policy = load_policy(None)
-    lines = list(simulate(SimulationSpec(customers, 365, seed=11)))
-    latest = max(orjson.loads(line)["occurred_at"] for line in lines if line.startswith(b"{"))
-    now = datetime.fromisoformat(latest) + timedelta(days=1)
-    replay = Replay(policy, DecodeLimits(currencies=policy.currencies), now, lambda _: None, lambda _: None)
-    for line in lines:
-        replay.feed(line)
-    replay.finish()
-    latest_clock = max(state.clock for state in replay.states.values())
-    return [(customer_id, state.to_json()) for customer_id, state in replay.states.items()], latest_clock
+    states = shop_states(11, customers, 365)  # the shop the state dictionary was not trained on
+    return [(state.customer_id, state.to_json()) for state in states], max(state.clock for state in states)
 
 
 def fill_changelog(settings: Settings, customers: int) -> tuple[int, float, datetime]:

@@ -156,7 +156,7 @@ def test_state_is_bounded_and_round_trips(events: list[InboundEvent]) -> None:
     assert CustomerState.from_json(state.to_json()) == state
     assert CustomerState.decode(state.to_json()) == state  # the plain JSON states were stored as before the codec
     # what a worker learns of a customer it receives with a partition is the state's own (issue 18's fast scan)
-    summary = tuple(getattr(state, name) for name in StateSummary._fields)
+    summary = StateSummary(**{name: getattr(state, name) for name in StateSummary.__struct_fields__})
     assert summarize(stored) == summary
     assert summarize(state.to_json()) == summary
 

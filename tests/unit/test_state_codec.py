@@ -48,7 +48,7 @@ def test_states_stored_as_plain_json_before_the_codec_are_still_read() -> None:
     state = CustomerState.decode(BEFORE)
     assert state == CustomerState.from_json(BEFORE) and state.customer_id == "c-0001215"
     assert state.decisions[0]["rule"] == "ladder.potential"
-    assert summarize(BEFORE) == tuple(getattr(state, name) for name in StateSummary._fields)
+    assert summarize(BEFORE) == StateSummary(**{name: getattr(state, name) for name in StateSummary.__struct_fields__})
     assert CustomerState.decode(state.encode()) == state  # written again: compressed
 
 
