@@ -6,7 +6,6 @@ from collections.abc import Iterable, Iterator
 
 from faust.types import TP
 
-from engine.broker.partitioner import partition_of
 from engine.loyalty.state import StateSummary, summarize
 from engine.stream.ports import Consumer
 
@@ -34,15 +33,7 @@ class Ownership:
                 yield tp, committed.get(tp)
 
     @staticmethod
-    def restored(
-        stored: Iterable[tuple[bytes, bytes]], partitions: Iterable[int], count: int
-    ) -> Iterator[tuple[int, StateSummary]]:
-        """The summaries of the states among the table's `stored` (key, value) pairs that belong to `partitions`,
-        with their partition (a standby copy or another partition is passed over before it is decoded)."""
-        wanted = set(partitions)
-        if not wanted:
-            return
-        for key, raw in stored:
-            partition = partition_of(key, count)
-            if partition in wanted:
-                yield partition, summarize(raw)
+    def restored(stored: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, StateSummary]]:
+        """The summaries of the `stored` (partition, stored state) pairs, with their partition."""
+        for partition, raw in stored:
+            yield partition, summarize(raw)

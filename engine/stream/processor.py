@@ -427,7 +427,7 @@ class Processor:
         for partition in new:
             self.partitions[partition] = OwnedPartition()
         began, learned = time.monotonic(), 0
-        for partition, summary in self.ownership.restored(self.states.stored(), new, self.settings.topic_partitions):
+        for partition, summary in self.ownership.restored(self.states.stored_in(new, self.settings.topic_partitions)):
             self.partitions[partition].restore(summary)
             self.clock.restore(partition, summary.clock)
             learned += 1

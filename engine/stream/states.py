@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from engine.broker.partitioner import partition_of
 from engine.loyalty import CustomerState
 from engine.stream.faust_fixes.changelog_first import ChangelogFirst
 from engine.stream.ports import RecordStream, Table
@@ -132,6 +133,13 @@ class BatchStates:
         if self.first is not None and owned is not None:
             self.first.forget(owned)
 
-    def stored(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, stored state) in the table, on every partition this worker holds (standbys included)."""
-        yield from self.table.items()
+    def stored_in(self, partitions: Iterable[int], count: int) -> Iterator[tuple[int, bytes]]:
+        """(partition, stored state) of every customer the table holds in `partitions` (of `count`): from each
+        partition's own database on disk, else the table's every item with its key's partition."""
+        if self.first is not None:
+            yield from self.first.stored_in(partitions)
+            return
+        wanted = set(partitions)
+        for key, raw in self.table.items():
+            if (partition := partition_of(key, count)) in wanted:
+                yield partition, raw

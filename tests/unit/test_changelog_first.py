@@ -25,6 +25,8 @@ class Store:
     """The parts of Faust's RocksDB store used: one dict per partition database, the key index, persisted offsets;
     `log` is every change in the order made."""
 
+    offset_key = b"__faust\x00offset__"
+
     def __init__(self) -> None:
         self.dbs: dict[int, Any] = {}
         self._key_index: dict[bytes, int] = {}
@@ -157,3 +159,15 @@ def test_a_rocksdb_table_is_written_changelog_first_and_its_store_is_not_made_ea
         states = BatchStates(table)
         assert (states.first is not None) is expected
         assert not (tmp_path / store).exists()  # nothing made on disk before the worker starts
+
+
+def test_the_states_of_given_partitions_are_read_from_their_own_databases() -> None:
+    table = Table()
+    first = ChangelogFirst(table)
+    for index, (partition, key) in enumerate([(0, b"ana"), (1, b"bo"), (2, b"cy"), (0, b"di")]):
+        first.write(partition, key, key.upper())
+        table.deliver(index, 10 + index)
+    first.settle({0, 1, 2})
+    table.data._db_for_partition(0)[table.data.offset_key] = b"13"  # Faust's persisted offset, not a state
+    assert sorted(first.stored_in([0, 2])) == [(0, b"ANA"), (0, b"DI"), (2, b"CY")]
+    assert list(first.stored_in([3])) == []

@@ -25,6 +25,7 @@ tests/reliability/test_crash.py.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from faust.stores.rocksdb import Store as RocksDBStore
@@ -81,6 +82,17 @@ class ChangelogFirst:
             offsets[result.topic_partition] = result.offset
         for tp, offset in offsets.items():
             self.store.set_persisted_offset(tp, offset)
+
+    def stored_in(self, partitions: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+        """(partition, value) of every key the local store holds for `partitions`, read from each partition's own
+        database (Faust keeps one per partition, `Store._db_for_partition`; its offset key left out): no key hashed
+        to find its partition, none decoded through Faust's serializers — 10 µs a state through `Table.items()`
+        with the partition hashed, at a million customers in bench/restore.py (issue 18)."""
+        store = self.store
+        for partition in partitions:
+            for key, value in store._db_for_partition(partition).items():
+                if key != store.offset_key:
+                    yield partition, value
 
     def forget(self, owned: set[int]) -> None:
         """After a rebalance: pending writes of partitions given away are their new owner's (in the changelog)."""
