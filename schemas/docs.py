@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, get_args
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 from schemas.events import INBOUND_TYPES, CurrencyCode, Traits
 from schemas.export import OUTBOUND_TYPES
 
-TOPICS = {
+TOPICS: dict[str, str | tuple[str, ...]] = {
     "purchase.completed": "purchases",
     "purchase.refunded": "purchases",
     "feedback.received": "feedback",
@@ -21,6 +22,7 @@ TOPICS = {
     "perk.granted": "loyalty.perks",
     "customer.step_changed": "loyalty.transitions",
     "customer.classification_changed": "loyalty.transitions",
+    "customer.erased": ("loyalty.perks", "loyalty.transitions"),
     "event.rejected": "loyalty.dlq",
 }
 
@@ -49,8 +51,10 @@ def events_markdown(examples: Path) -> str:
 
 def _section(event_type: str, model: type[BaseModel], examples: Path) -> str:
     example = json.loads((examples / f"{event_type}.json").read_text())
+    topics = TOPICS[event_type]
+    where = f"topic `{topics}`" if isinstance(topics, str) else "topics " + " and ".join(f"`{t}`" for t in topics)
     return (
-        f"### `{event_type}` — topic `{TOPICS[event_type]}`\n\n{(model.__doc__ or '').strip()}\n\n"
+        f"### `{event_type}` — {where}\n\n{inspect.cleandoc(model.__doc__ or '')}\n\n"
         f"{_table(model)}\n\n```json\n{json.dumps(example, indent=2, ensure_ascii=False)}\n```\n"
     )
 

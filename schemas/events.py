@@ -262,6 +262,36 @@ class ClassificationChanged(Decision):
     to_value: str = Field(description="The value now.")
 
 
+class CustomerErased(Event):
+    """A customer was erased at their request: forget them. Sent once per `customer.erasure_requested`, to
+    `loyalty.perks` and to `loyalty.transitions` alike (the same record, one event_id, keyed by the customer id),
+    since the consumers of each topic hold copies keyed by the customer's id. It carries the id and nothing else
+    about the customer; `occurred_at` is the request's event time.
+
+    Sent for every request, whether or not Escalera still held the customer: the notice is derived from the
+    request alone (its event_id comes from the customer id and the request's event_id), so `escalera replay` and
+    the workers send the same one, a redelivered request sends it again under the same id (consumers
+    de-duplicate), and nothing about an erased customer has to be kept to decide it. A consumer may hold copies
+    Escalera no longer knows of (tables started afresh, a seed replaced); an unknown id costs it nothing."""
+
+    type: Literal["customer.erased"]
+    caused_by: str = Field(description="event_id of the `customer.erasure_requested` that erased the customer.")
+
+
+ERASED = "customer.erased"
+OutboundStream = Literal["perks", "transitions"]
+
+
+def outbound_streams(event_type: str) -> tuple[OutboundStream, ...]:
+    """The outbound topics a decision or notice goes to: a perk to the perks topic, an erasure notice to both,
+    anything else (a step or classification change) to the transitions topic."""
+    if event_type == "perk.granted":
+        return ("perks",)
+    if event_type == ERASED:
+        return ("perks", "transitions")
+    return ("transitions",)
+
+
 class RejectionSource(BaseModel):
     """Where a rejected payload came from: a Kafka record or a line of a file."""
 
@@ -292,6 +322,6 @@ class EventRejected(BaseModel):
 
 
 OutboundEvent = Annotated[
-    PerkGranted | StepChanged | ClassificationChanged | EventRejected, Field(discriminator="type")
+    PerkGranted | StepChanged | ClassificationChanged | CustomerErased | EventRejected, Field(discriminator="type")
 ]
 outbound_adapter: TypeAdapter[OutboundEvent] = TypeAdapter(OutboundEvent)

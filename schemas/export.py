@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from schemas.events import (
     INBOUND_TYPES,
     ClassificationChanged,
+    CustomerErased,
     EventRejected,
     PerkGranted,
     StepChanged,
@@ -22,6 +23,7 @@ OUTBOUND_TYPES: dict[str, type[BaseModel]] = {
     "perk.granted": PerkGranted,
     "customer.step_changed": StepChanged,
     "customer.classification_changed": ClassificationChanged,
+    "customer.erased": CustomerErased,
     "event.rejected": EventRejected,
 }
 

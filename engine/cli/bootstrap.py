@@ -32,6 +32,7 @@ from engine.offline.outputs import DecisionFiles, write_outputs
 from engine.settings import Settings
 from engine.stream.population import population_record
 from schemas.construct import flat_json
+from schemas.events import outbound_streams
 
 
 def bootstrap(
@@ -177,5 +178,6 @@ def _write(settings: Settings, writer: SeedWriter, folded: Folded, out: Path) ->
         for line in published:
             decision = line.rstrip(b"\n")
             head = orjson.loads(decision)
-            topic = settings.topic_perks if head["type"] == "perk.granted" else settings.topic_transitions
-            writer.decision(topic, head["customer_id"], decision)
+            for stream in outbound_streams(head["type"]):  # an erasure notice goes to both topics
+                topic = settings.topic_perks if stream == "perks" else settings.topic_transitions
+                writer.decision(topic, head["customer_id"], decision)

@@ -233,6 +233,8 @@ def _watch(
                         decision = orjson.loads(record.value)
                         if decision.get("type") == "customer.step_changed":
                             steps[decision["customer_id"]] = decision["to_step"]
+                        elif decision.get("type") == "customer.erased":  # (on both topics: the second finds none)
+                            steps.pop(decision["customer_id"], None)
                         last_output = time.monotonic()
                 now = time.monotonic()
                 read = committed_records(settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +10,7 @@ from engine.loyalty import classifications as rules
 from engine.loyalty.classifications import Why
 from engine.loyalty.figures import Figures, figures
 from engine.loyalty.ladder import RANK, STRONG_STEPS, step_for, why_step
-from engine.loyalty.outcome import Recorder
+from engine.loyalty.outcome import Recorder, derived_id
 from engine.loyalty.perks import ON_ENTERING, SuppressedPerk, offer
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
@@ -205,8 +204,7 @@ class _Moment:
 
     def id(self, prefix: str, what: str, value: str) -> str:
         """A transition's id, derived only from its inputs."""
-        digest = hashlib.sha256(f"{self.state.customer_id}|{what}|{value}|{self.caused_by}".encode()).hexdigest()
-        return f"{prefix}-{digest[:24]}"
+        return derived_id(prefix, self.state.customer_id, what, value, self.caused_by)
 
     def remember(self, decision: dict[str, Any]) -> None:
         """Keep the last decisions with their explanations, for the customer's view (`decision`: kind, what, rule and

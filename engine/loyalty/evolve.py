@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from engine.loyalty.evaluation import evaluate, evaluate_volume, grant_referral_reward
 from engine.loyalty.facts import already_applied, apply
-from engine.loyalty.outcome import Outcome, Recorder, ReferralCredited
+from engine.loyalty.outcome import Outcome, Recorder, ReferralCredited, erasure_notice
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
 from engine.loyalty.state import CustomerState
@@ -29,7 +29,8 @@ def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, 
 def evolve_in_place(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
     """`evolve` for the owner of the state (the replay, a worker): `state` itself becomes the next state."""
     if isinstance(event, ErasureRequested):
-        return Outcome(None)  # the whole state goes: nothing about the customer is kept
+        # The whole state goes: nothing about the customer is kept; consumers are told to forget them too.
+        return Outcome(None, (erasure_notice(event),))
     if state is not None and (event.event_id in state.seen_ids or already_applied(state, event)):  # type: ignore[arg-type]
         return Outcome(state, duplicate=True)
     out = Recorder()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -11,10 +12,41 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.state import CustomerState
-from schemas.events import ClassificationChanged, Id, PerkGranted, StepChanged, Timestamp
+from schemas.construct import trusted
+from schemas.events import (
+    ClassificationChanged,
+    CustomerErased,
+    ErasureRequested,
+    Id,
+    PerkGranted,
+    StepChanged,
+    Timestamp,
+)
 
-DecisionEvent = PerkGranted | StepChanged | ClassificationChanged
-"""Any one of the published decision events (their common base is `schemas.events.Decision`)."""
+DecisionEvent = PerkGranted | StepChanged | ClassificationChanged | CustomerErased
+"""Any one of the events the core publishes: the decisions (their common base is `schemas.events.Decision`) and
+the erasure notice."""
+
+
+def derived_id(prefix: str, customer_id: str, what: str, value: str, caused_by: str) -> str:
+    """An outbound event's id, derived only from its inputs: the same inputs give the same id (a transition's, an
+    erasure notice's; a perk's is derived in `engine.loyalty.perks`)."""
+    digest = hashlib.sha256(f"{customer_id}|{what}|{value}|{caused_by}".encode()).hexdigest()
+    return f"{prefix}-{digest[:24]}"
+
+
+def erasure_notice(request: ErasureRequested) -> CustomerErased:
+    """The `customer.erased` notice an erasure request causes: the customer's id, the request's event time and
+    event id, and nothing else (see `CustomerErased` for why every request gets one)."""
+    values = {
+        "event_id": derived_id("erased", request.customer_id, "customer", "erased", request.event_id),
+        "customer_id": request.customer_id,
+        "occurred_at": request.occurred_at,
+        "schema_version": 1,
+        "type": "customer.erased",
+        "caused_by": request.event_id,
+    }
+    return trusted(CustomerErased, values)
 
 
 class ReferralCredited(BaseModel):
@@ -32,7 +64,8 @@ class ReferralCredited(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The next state (None after erasure), the decisions to publish, held-back perks, referral credits."""
+    """The next state (None after erasure), the decisions (or the erasure notice) to publish, held-back perks,
+    referral credits."""
 
     state: CustomerState | None
     emitted: tuple[DecisionEvent, ...] = ()

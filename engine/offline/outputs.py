@@ -19,7 +19,7 @@ from engine.offline.replay import Replay
 from engine.offline.summary import summary
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
-from schemas.events import STEPS, EventRejected
+from schemas.events import STEPS, EventRejected, outbound_streams
 
 JSON = orjson.OPT_SORT_KEYS
 BUFFER = 1 << 20  # bytes written at once to the decision files (a write call per 8 KiB by default: about 25 decisions)
@@ -75,9 +75,10 @@ class DecisionFiles:
             handle.close()
 
     def decision(self, decision: DecisionEvent) -> None:
-        """Append a perk or a transition."""
-        target = self.perks if decision.type == "perk.granted" else self.transitions
-        target.write(flat_json(decision) + b"\n")
+        """Append a perk or a transition; an erasure notice to both files, as the worker sends it to both topics."""
+        line = flat_json(decision) + b"\n"
+        for stream in outbound_streams(decision.type):
+            (self.perks if stream == "perks" else self.transitions).write(line)
 
     def rejected(self, letter: EventRejected) -> None:
         """Append a dead letter."""

@@ -34,7 +34,8 @@ class ReplayCounts:
     events: int = 0
     duplicates: int = 0
     late: int = 0  # events older than an event before them in the file (or a midnight passed): applied all the same
-    erased: int = 0
+    erased: int = 0  # customers erased (held, then erased)
+    erasure_notices: int = 0  # customer.erased notices sent: one per erasure request, held customer or not
     rejections: Counter[str] = field(default_factory=Counter)
     perks_granted: Counter[str] = field(default_factory=Counter)
     perks_suppressed: Counter[str] = field(default_factory=Counter)
@@ -163,6 +164,8 @@ class Replay:
         for decision in outcome.emitted:
             if decision.type == "perk.granted":
                 self.counts.perks_granted[decision.perk] += 1
+            elif decision.type == "customer.erased":
+                self.counts.erasure_notices += 1
             else:
                 self.counts.transitions[decision.type] += 1
             self.on_decision(decision)

@@ -34,6 +34,7 @@ def summary(states: Iterable[CustomerState], counts: ReplayCounts, policy: Polic
         "late_events": counts.late,
         "customers": len(customers),
         "customers_erased": counts.erased,
+        "erasure_notices": counts.erasure_notices,
         "steps": {step: steps.get(step, 0) for step in STEPS},
         **{dim: dict(sorted(Counter(str(getattr(s, dim)) for s in customers).items())) for dim in DIMENSIONS},
         "permanent": sum(state.permanent for state in customers),

@@ -17,7 +17,7 @@ from engine.stream.referrals import ReferralFrontier
 from engine.stream.states import BatchStates
 from schemas.construct import flat_json
 from schemas.decoder import Rejection
-from schemas.events import RejectionSource
+from schemas.events import RejectionSource, outbound_streams
 
 
 class Effects:
@@ -66,8 +66,9 @@ class Effects:
         key = customer_id.encode()
         self.undelivered |= bool(outcome.emitted or outcome.referrals)
         for decision in outcome.emitted:
-            target = self.channels.perks if decision.type == "perk.granted" else self.channels.transitions
-            self.send(target, key, flat_json(decision))
+            value = flat_json(decision)
+            for stream in outbound_streams(decision.type):  # an erasure notice goes to both
+                self.send(self.channels.perks if stream == "perks" else self.channels.transitions, key, value)
         for credit in outcome.referrals:
             self.credit(credit)
 

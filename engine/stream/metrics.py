@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.loyalty import Outcome
+from engine.loyalty import DecisionEvent, Outcome
 from engine.loyalty.policy import WordOfMouth
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
-from schemas.events import INBOUND_TYPES, ClassificationChanged, PerkGranted, PerkType, RejectionReason, StepChanged
+from schemas.events import INBOUND_TYPES, CustomerErased, PerkGranted, PerkType, RejectionReason, StepChanged
 
 PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0, 2_592_000.0)
@@ -63,6 +63,12 @@ class WorkerMetrics:
             "escalera_dead_letters",
             "Records sent to the dead-letter topic, by reason.",
             ["reason"],
+            registry=registry,
+        )
+        self.erasure_notices = Counter(
+            "escalera_erasure_notices",
+            "customer.erased notices published, one per erasure request (each to the perks and the transitions "
+            "topic). No label: the customer's id is never one.",
             registry=registry,
         )
         self.referral_credits = Counter(
@@ -129,12 +135,14 @@ class WorkerMetrics:
         for held in outcome.suppressed:
             self.perks.labels(held.perk, f"suppressed_{held.reason}").inc()
 
-    def _decisions(self, decisions: Iterable[PerkGranted | StepChanged | ClassificationChanged]) -> None:
+    def _decisions(self, decisions: Iterable[DecisionEvent]) -> None:
         for decision in decisions:
             if isinstance(decision, PerkGranted):
                 self.perks.labels(decision.perk, "granted").inc()
             elif isinstance(decision, StepChanged):
                 self.transitions.labels("step", decision.from_step or NONE, decision.to_step).inc()
+            elif isinstance(decision, CustomerErased):
+                self.erasure_notices.inc()
             else:
                 self.transitions.labels(decision.dimension, decision.from_value or NONE, decision.to_value).inc()
 

@@ -133,6 +133,28 @@ def test_the_asyncapi_document_covers_every_topic_and_event() -> None:
         assert (SCHEMAS / message["payload"]["schema"]["$ref"]).is_file()
 
 
+def test_the_asyncapi_document_sends_the_erasure_notice_on_both_decision_topics() -> None:
+    import yaml
+
+    document = yaml.safe_load((SCHEMAS / "asyncapi.yaml").read_text())
+    by_address = {channel["address"]: name for name, channel in document["channels"].items()}
+    for address in ("loyalty.perks", "loyalty.transitions"):
+        channel = document["channels"][by_address[address]]
+        assert channel["messages"]["customerErased"] == {"$ref": "#/components/messages/customerErased"}
+        [operation] = [
+            op for op in document["operations"].values() if op["channel"]["$ref"].endswith(by_address[address])
+        ]
+        assert operation["action"] == "send"
+        assert {"$ref": f"#/channels/{by_address[address]}/messages/customerErased"} in operation["messages"]
+    carrying = {
+        channel["address"] for channel in document["channels"].values() if "customerErased" in channel["messages"]
+    }
+    assert carrying == {"loyalty.perks", "loyalty.transitions"}
+    assert document["components"]["messages"]["customerErased"]["payload"]["schema"]["$ref"] == (
+        "./json/customer.erased.json"
+    )
+
+
 def test_the_asyncapi_cli_catches_a_broken_document(tmp_path: Path) -> None:
     shutil.copytree(SCHEMAS / "json", tmp_path / "json")
     broken = (SCHEMAS / "asyncapi.yaml").read_text().replace("action: send", "action: publish", 1)

@@ -36,7 +36,7 @@ from engine.loyalty import DEFAULT_POLICY, CustomerState, DecisionEvent
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
 from schemas.decoder import DecodeLimits
-from schemas.events import PerkGranted
+from schemas.events import CustomerErased, PerkGranted
 from tests.integration.engine_harness import (
     Expected,
     WorkerProcess,
@@ -101,8 +101,9 @@ class Reference:
 
     def expected(self) -> Expected:
         perks = {d.perk_id for d in self.decisions if isinstance(d, PerkGranted)}
-        transitions = {d.event_id for d in self.decisions if not isinstance(d, PerkGranted)}
-        return Expected(self.states, perks, transitions, late=0)
+        transitions = {d.event_id for d in self.decisions if not isinstance(d, PerkGranted | CustomerErased)}
+        erased = {d.event_id for d in self.decisions if isinstance(d, CustomerErased)}
+        return Expected(self.states, perks, transitions, late=0, erasure_ids=erased)
 
 
 def replayed(lines: list[bytes], as_of: datetime | None) -> Reference:
@@ -261,6 +262,7 @@ def test_the_going_live_section_runs_as_written_and_ends_where_the_replay_of_his
     expected = after.expected()
     expected.perk_ids -= held
     expected.transition_ids -= held
+    expected.erasure_ids -= held
     published = assert_published_as_replayed(bootstrap, settings, expected)
     assert {d["perk_id"] for d in published if d["type"] == "perk.granted"} >= {d.perk_id for d in earned}
 

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ from engine.loyalty import DEFAULT_POLICY, CustomerState, DecisionEvent
 from engine.offline.compare import state_differences
 from engine.offline.replay import Replay
 from engine.settings import Settings, load_settings
+from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
-from schemas.events import EventRejected
+from schemas.events import ERASED, EventRejected
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,6 +161,11 @@ class Reference:
     def perk_ids(self) -> set[str]:
         return {d.perk_id for d in self.decisions if d.type == "perk.granted"}  # type: ignore[union-attr]
 
+    @property
+    def erasure_notices(self) -> list[dict[str, Any]]:
+        """The `customer.erased` notices, as published (the worker sends each to the perks and transitions topics)."""
+        return [orjson.loads(flat_json(d)) for d in self.decisions if d.type == ERASED]
+
 
 def replay_of(lines: Iterable[bytes]) -> Reference:
     decisions: list[DecisionEvent] = []
@@ -198,10 +204,11 @@ class Expected:
     perk_ids: set[str]
     transition_ids: set[str]
     late: int
+    erasure_ids: set[str] = field(default_factory=set)  # the customer.erased notices, expected on both topics
 
 
 def replay_as_of(lines: list[bytes], as_of: datetime) -> Expected:
-    """The replay's states, perk and transition ids, with its final sweep at `as_of`."""
+    """The replay's states, perk, transition and erasure notice ids, with its final sweep at `as_of`."""
     decisions: list[DecisionEvent] = []
     replay = Replay(DEFAULT_POLICY, DecodeLimits(currencies=DEFAULT_POLICY.currencies), as_of,
                     decisions.append, lambda _: None)  # fmt: skip
@@ -209,17 +216,27 @@ def replay_as_of(lines: list[bytes], as_of: datetime) -> Expected:
         replay.feed(line)
     replay.finish(as_of)
     perks = {d.perk_id for d in decisions if d.type == "perk.granted"}
-    transitions = {d.event_id for d in decisions if d.type != "perk.granted"}
-    return Expected(replay.states, perks, transitions, replay.counts.late)
+    transitions = {d.event_id for d in decisions if d.type not in ("perk.granted", ERASED)}
+    erased = {d.event_id for d in decisions if d.type == ERASED}
+    return Expected(replay.states, perks, transitions, replay.counts.late, erased)
 
 
 def assert_published_as_replayed(bootstrap: str, settings: Settings, expected: Expected) -> list[dict[str, Any]]:
-    """The perks and transitions on the worker's topics are the replay's, by id (a perk or transition published
-    twice under one id, after a restart, is still one); returns every decision read."""
-    decisions = [orjson.loads(value) for topic in (settings.topic_perks, settings.topic_transitions)
-                 for _, value in read_all(bootstrap, topic) if value is not None]  # fmt: skip
-    perks = {d["perk_id"] for d in decisions if d["type"] == "perk.granted"}
-    transitions = {d["event_id"] for d in decisions if d["type"] != "perk.granted"}
+    """The perks, transitions and erasure notices on the worker's topics are the replay's, by id (one published
+    twice under one id, after a restart, is still one): perks on the perks topic, transitions on the transitions
+    topic, each notice on both; returns every record read from the two topics."""
+    on = {topic: [orjson.loads(value) for _, value in read_all(bootstrap, topic) if value is not None]
+          for topic in (settings.topic_perks, settings.topic_transitions)}  # fmt: skip
+    decisions = [d for records in on.values() for d in records]
+    perks = {d["perk_id"] for d in on[settings.topic_perks] if d["type"] == "perk.granted"}
+    assert {d["type"] for d in on[settings.topic_perks]} <= {"perk.granted", ERASED}
+    transitions = {d["event_id"] for d in on[settings.topic_transitions] if d["type"] != ERASED}
+    assert "perk.granted" not in {d["type"] for d in on[settings.topic_transitions]}
+    for topic, records in on.items():
+        notices = {d["event_id"] for d in records if d["type"] == ERASED}
+        assert notices == expected.erasure_ids, (
+            f"{topic}: erasure notices {sorted(notices)}, replay's {expected.erasure_ids}"
+        )
     assert perks == expected.perk_ids, (
         f"{len(perks - expected.perk_ids)} perks the replay never grants (e.g. {sorted(perks - expected.perk_ids)[:3]})"
         f", {len(expected.perk_ids - perks)} missing"

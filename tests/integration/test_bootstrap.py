@@ -112,6 +112,7 @@ def test_workers_seeded_by_bootstrap_end_where_the_replay_of_history_and_live_ta
     # Published: the replay's decisions, less the history's held back at the cutover (none twice, none extra).
     expected.perk_ids -= held
     expected.transition_ids -= held
+    expected.erasure_ids -= held
     published = assert_published_as_replayed(bootstrap, settings, expected)
     if publish_from is not None:  # the bootstrap published the history's decisions from the cutover on
         assert any(datetime.fromisoformat(d["occurred_at"]) < occurred(history[-1]) for d in published)

@@ -21,6 +21,8 @@ from engine.loyalty import DEFAULT_POLICY
 from engine.loyalty.view import view
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
 from engine.offline.simulation import SimulationSpec, simulate
+from schemas.decoder import DecodeLimits, Rejection, decode
+from schemas.events import ERASED
 from tests.integration.engine_harness import (
     Reference,
     WorkerProcess,
@@ -95,6 +97,8 @@ def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         asked = [*reference.states, FRANK, "nobody-here", "tab%09inside", "x" * 129]
         customers = {customer: worker.get(f"/customers/{customer}") for customer in asked}
         explained = {customer: explain(worker, customer) for customer in (ALICE, "nobody-here")}
+    on = {name: [(key, orjson.loads(value)) for key, value in read_all(bootstrap, env[f"ESCALERA_TOPIC_{name}"])]  # type: ignore[arg-type]
+          for name in ("PERKS", "TRANSITIONS")}  # fmt: skip
     return {
         "pages": pages,
         "customers": customers,
@@ -102,8 +106,9 @@ def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "env": env,
         "reference": reference,
         "states": table_states(bootstrap, env),
-        "perks": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])],  # type: ignore[arg-type]
-        "transitions": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"])],  # type: ignore[arg-type]
+        "perks": [d for _, d in on["PERKS"] if d["type"] != ERASED],
+        "transitions": [d for _, d in on["TRANSITIONS"] if d["type"] != ERASED],
+        "notices": {name: [(key, d) for key, d in records if d["type"] == ERASED] for name, records in on.items()},
         "dead_letters": [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])],  # type: ignore[arg-type]
         "changelog": read_all(bootstrap, f"{env['ESCALERA_APP_ID']}-customers-changelog"),
     }
@@ -166,6 +171,24 @@ def test_erasure_leaves_no_state_and_a_tombstone_in_the_changelog(scenario: dict
     assert last is None
 
 
+def test_an_erasure_sends_the_replays_notice_to_both_outbound_topics_keyed_by_the_customer(
+    scenario: dict[str, Any],
+) -> None:
+    notices = scenario["reference"].erasure_notices
+    assert notices == [
+        {
+            "event_id": notices[0]["event_id"],
+            "customer_id": FRANK,
+            "occurred_at": (T0 + timedelta(days=42)).isoformat().replace("+00:00", "Z"),
+            "schema_version": 1,
+            "type": ERASED,
+            "caused_by": "e-12",
+        }
+    ]
+    for topic in ("PERKS", "TRANSITIONS"):
+        assert scenario["notices"][topic] == [(FRANK.encode(), notices[0])], topic  # once, keyed by Frank's id
+
+
 def simulation(customers: int, seed: int) -> list[bytes]:
     return list(simulate(SimulationSpec(customers, 365, seed, duplicates=0.02, malformed=0.01)))
 
@@ -185,9 +208,29 @@ def test_one_worker_ends_where_the_replay_ends(bootstrap: str, tmp_path: Path) -
     assert got == Counter((r.reason, r.payload) for r in reference.rejected)
 
 
+def with_erasures(lines: list[bytes], known: int) -> list[bytes]:
+    """`lines`, then erasure requests at the last event's time: for `known` customers whose events all came before
+    it (so no event of theirs ties with the request) and for one the engine never heard of."""
+    limits = DecodeLimits(currencies=DEFAULT_POLICY.currencies)
+    events = [
+        e
+        for e in (decode(line, now=datetime.now(UTC), limits=limits) for line in lines)
+        if not isinstance(e, Rejection)
+    ]
+    end = max(event.occurred_at for event in events)
+    last: dict[str, datetime] = {}
+    for event in events:
+        last[event.customer_id] = max(last.get(event.customer_id, event.occurred_at), event.occurred_at)
+    chosen = sorted(customer for customer, moment in last.items() if moment < end)[:known]
+    base = {"type": "customer.erasure_requested", "occurred_at": end.isoformat(), "schema_version": 1}
+    requests = [{**base, "event_id": f"erase-{n}", "customer_id": c} for n, c in enumerate([*chosen, "never-seen"])]
+    return lines + [orjson.dumps(request) for request in requests]
+
+
 def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap: str, tmp_path: Path) -> None:
-    lines = simulation(500, seed=5)
+    lines = with_erasures(simulation(500, seed=5), known=3)  # erasures too: their notices are the replay's
     reference = replay_of(lines)
+    assert len(reference.erasure_notices) == 4
     env = engine_env(bootstrap, PARTITIONS)
     publish_lines(env, lines)
     with running_workers(env, tmp_path, count=2) as workers:
@@ -205,11 +248,15 @@ def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap:
         owners.add(found["answered_by"])
     assert owners == {f"http://127.0.0.1:{w.port}" for w in workers}
     assert sorted(shares) == ["0, 2", "1, 3"] or sorted(shares) == ["0, 1", "2, 3"], shares  # both did work
-    perks = read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])
-    assert {orjson.loads(v)["perk_id"] for _, v in perks} == reference.perk_ids  # type: ignore[arg-type]
+    perks = [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])]  # type: ignore[arg-type]
+    assert {p["perk_id"] for p in perks if p["type"] != ERASED} == reference.perk_ids
     # volume is decided at midnights against every partition's spends: its transitions too are the replay's, by id
-    transitions = {orjson.loads(v)["event_id"] for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"])}  # type: ignore[arg-type]
-    assert transitions == {d.event_id for d in reference.decisions if d.type != "perk.granted"}
+    transitions = [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"])]  # type: ignore[arg-type]
+    assert {t["event_id"] for t in transitions} == {d.event_id for d in reference.decisions if d.type != "perk.granted"}
+    # each erasure notice on both topics, as the replay makes it (an unknown customer's too), whichever worker sent it
+    for published in (perks, transitions):
+        notices = sorted((n for n in published if n["type"] == ERASED), key=lambda n: n["event_id"])
+        assert notices == sorted(reference.erasure_notices, key=lambda n: n["event_id"])
     assert any(getattr(d, "dimension", None) == "volume" for d in reference.decisions)
     letters = {orjson.loads(v)["event_id"]: orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_DLQ"])}  # type: ignore[arg-type]
     got = Counter((letter["reason"], letter["payload"]) for letter in letters.values())
@@ -294,6 +341,7 @@ def test_the_metrics_count_exactly_what_the_scenario_did(scenario: dict[str, Any
     applied = sum(n for (_, outcome), n in consumed.items() if outcome in ("applied", "duplicate"))
     assert sum(samples(page, "escalera_event_lag_seconds_count").values()) == applied  # every topic, internal too
     assert sum(samples(page, "escalera_event_processing_seconds_count").values()) == applied
+    assert samples(page, "escalera_erasure_notices_total") == {(): float(len(reference.erasure_notices))} == {(): 1.0}
     # the gauges: where the replay's customers stand (the erased one is gone)
     states = reference.states.values()
     steps = {k: v for k, v in by(samples(page, "escalera_customers"), "step").items() if v}

@@ -1,6 +1,7 @@
 """Erasure leaves no trace: the customer leaves the table at once, their earlier states and then their tombstone
 leave the changelog within ESCALERA_ERASURE_MAX_DELAY_SECONDS, the worker's local table files lose them within
-seconds, and the worker's /metrics, /health and log never held their id."""
+seconds, the worker's /metrics, /health and log never held their id, and a `customer.erased` notice (the replay's)
+tells the consumers of both outbound topics to forget them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.integration.engine_harness import (
     engine_env,
     publish_lines,
     read_all,
+    replay_of,
     settings_of,
     start_worker,
     table_states,
@@ -57,20 +59,23 @@ def files_naming(directory: Path, text: str) -> list[str]:
 
 def test_an_erased_customer_leaves_no_trace(bootstrap: str, tmp_path: Path, report: Callable[..., None]) -> None:
     env = engine_env(bootstrap, 1, ESCALERA_ERASURE_MAX_DELAY_SECONDS="2")
-    changelog = settings_of(env).changelog_topic
-    publish_lines(env, [
+    settings = settings_of(env)
+    changelog = settings.changelog_topic
+    history = [
         line("customer.registered", "e-1", ERASED, 0, kind="final", referred_by=OTHER,
              traits={"has_need": True, "can_afford": True, "can_decide": True}),
         line("purchase.completed", "e-2", ERASED, 1, order_id="o-2", amount="59.90", currency="EUR"),
         line("feedback.received", "e-3", ERASED, 2, channel="survey", nps=3, complaint=True, formal=True),
         line("customer.registered", "e-4", OTHER, 0, kind="final"),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    request = line("customer.erasure_requested", "e-5", ERASED, 3)
+    publish_lines(env, history)
     worker = start_worker(env, tmp_path)
     try:
         wait_until(lambda: ERASED in table_states(bootstrap, env), 120, "the customer's state is in the table")
         data = tmp_path / "worker-1"
         assert files_naming(data, ERASED)  # the search below can find them: their state is on disk now
-        publish_lines(env, [line("customer.erasure_requested", "e-5", ERASED, 3)])
+        publish_lines(env, [request])
         erased = time.monotonic()
         wait_until(lambda: ERASED not in table_states(bootstrap, env), 60, "the customer gone from the table")
         day = 3
@@ -102,6 +107,13 @@ def test_an_erased_customer_leaves_no_trace(bootstrap: str, tmp_path: Path, repo
             status, body = worker.get(path)
             assert status == 200 and ERASED.encode() not in body and OTHER.encode() not in body, path
         assert worker.get(f"/customers/{ERASED}")[0] == 404
+        # consumers are told: one customer.erased notice, the replay's, keyed by the id, on each outbound topic
+        [notice] = replay_of([*history, request]).erasure_notices
+        assert notice["customer_id"] == ERASED and notice["caused_by"] == "e-5"
+        for topic in (settings.topic_perks, settings.topic_transitions):
+            found = [(key, orjson.loads(value)) for key, value in read_all(bootstrap, topic)
+                     if value is not None and orjson.loads(value)["type"] == "customer.erased"]  # fmt: skip
+            assert found == [(ERASED.encode(), notice)], topic
     finally:
         assert worker.stop() == 0, worker.tail()
     assert ERASED not in worker.log.read_text(errors="replace")  # the log never named them
