@@ -82,14 +82,17 @@ def build_worker(
     async def read_population() -> None:
         await _read_partition_stats(settings, topology, processor.board, wake)
 
+    recorded: list[str] = []  # the member id last written: a rebalance that keeps it writes nothing
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def remember_member(sender: Any, *_: Any, **__: Any) -> None:
         """The member id this worker joined with, for its restart after a crash (`engine.stream.membership`): read
         where Faust reads the generation (faust/transport/drivers/aiokafka.py `on_partitions_assigned`)."""
         consumer: Any = app.consumer
         member = getattr(consumer._thread._ensure_consumer()._coordinator, "member_id", None)
-        if isinstance(member, str) and member:
+        if isinstance(member, str) and member and recorded[-1:] != [member]:
             record_member(settings.data_dir, settings.app_id, member)
+            recorded[:] = [member]
 
     return app, processor
 
