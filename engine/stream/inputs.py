@@ -53,6 +53,7 @@ class Inputs(Generic[T]):
         self.inbound = tuple(inbound_topics)
         self.merge: EventTimeMerge[Input, T] = EventTimeMerge()
         self.offsets: dict[TP, int] = {}  # last offset read per inbound topic partition
+        self.resumed: set[TP] = set()  # those whose offset is where reading resumes, no record read since
         self.last_read: dict[Input, datetime] = {}
         self.arrived = time.monotonic()  # when an inbound record was last read (or reading began)
         self.released_at = 0.0  # the `time.time()` at which `release` last looked at what may go
@@ -67,16 +68,22 @@ class Inputs(Generic[T]):
         )
         for tp in [tp for tp in self.offsets if tp.partition not in partitions]:
             del self.offsets[tp]
+            self.resumed.discard(tp)
 
     def resume(self, tp: TP, committed: int | None) -> None:
-        """Reading `tp` resumes at the group's committed offset: a record before it counts as read, so an input
-        committed up to its end is known to hold nothing more."""
-        if tp.topic in self.inbound and tp not in self.offsets and committed:
+        """Reading `tp` resumes at the group's committed offset (or the earliest offset kept, when the group has
+        none): a record before it counts as read, so an input committed up to its end is known to hold nothing
+        more. Called again with the broker's answer once it comes (`Continuity.settle_starts`), which replaces
+        Faust's record as long as no record was read: missing, an input committed to its end looked as if it held
+        every record from offset 0 on, and the merge waited for it forever (`held_by`; issue 18)."""
+        if tp.topic in self.inbound and (tp not in self.offsets or tp in self.resumed) and committed:
             self.offsets[tp] = committed - 1
+            self.resumed.add(tp)
 
     def read(self, tp: TP, offset: int) -> None:
         """A record of an inbound topic partition was read."""
         self.offsets[tp] = offset
+        self.resumed.discard(tp)
         self.arrived = time.monotonic()
 
     def quiet_seconds(self) -> float:

@@ -114,6 +114,9 @@ class Processor:
     async def handle(self, stream: RecordStream, batch: list[Any]) -> None:
         """Process one batch; acknowledge each record once its effects are queued for sending."""
         self._follow_assignment()
+        if self.continuity.unknown:  # partitions received: where reading resumes, from the broker (issue 18)
+            for tp, offset in (await self.continuity.settle_starts()).items():
+                self.inputs.resume(tp, offset)
         for record in batch:
             message = record.message
             if not self.continuity.admit(message):

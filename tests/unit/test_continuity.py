@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from faust.types import TP
@@ -130,3 +132,106 @@ def test_an_input_with_records_left_that_hands_none_over_is_read_again(monkeypat
     assert consumer.seeks == [(TOPIC, 7)]
     continuity.waiting(TOPIC, 7)
     assert not continuity.stalled  # the clock starts again after a seek
+
+
+def test_with_the_consumer_s_report_a_jump_is_never_guessed_to_be_a_marker_and_only_deleted_records_are_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under CPU load the records fetched before a seek back kept coming for seconds: a one-offset jump was taken as
+    a transaction marker after 3 seeks and 2 s, and the record applied late when it came (issue 18)."""
+    clock = [100.0]
+    monkeypatch.setattr(engine.stream.faust_fixes.continuity.time, "monotonic", lambda: clock[0])
+
+    @dataclass
+    class Reading(FakeConsumer):
+        earliest: int = 0  # the partition's earliest offset kept
+
+        def read_past(self, tp: TP, start: int, stop: int) -> bool:
+            return False  # no marker: the consumer read past nothing
+
+        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+            return {tp: self.earliest for tp in tps}
+
+    consumer = Reading()
+    continuity = Continuity(consumer)
+    continuity.start(TOPIC, 0)
+    for _ in range(80):  # offset 0 does not come for 40 s: still there (earliest 0), so it is read again
+        assert not continuity.admit(Message(1))
+        asyncio.run(continuity.read_again())
+        clock[0] += 0.5
+    assert consumer.gaps == [] and consumer.seeks == [(TOPIC, 0)] * 80
+    consumer.earliest = 1  # retention deleted it before it was read
+    for _ in range(80):
+        if continuity.admit(Message(1)):
+            break
+        asyncio.run(continuity.read_again())
+        clock[0] += 0.5
+    assert consumer.gaps == [(TOPIC, 0, 0)]  # counted as done only once it is known to be gone
+    assert continuity.admit(Message(2))
+
+
+def test_a_partition_with_no_committed_offset_is_read_from_its_earliest_offset_not_from_its_first_record() -> None:
+    """Faust may hand over a later record first (the race this module corrects): taken as where reading starts, the
+    records before it were never read again in that run (issue 18)."""
+
+    @dataclass
+    class Earliest(FakeConsumer):
+        asked: list[tuple[TP, ...]] = field(default_factory=list)
+
+        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+            self.asked.append(tps)
+            return {tp: 3 for tp in tps}
+
+    consumer = Earliest()
+    continuity = Continuity(consumer)
+    continuity.start(TOPIC, None)
+    assert continuity.unknown == {TOPIC}
+    asyncio.run(continuity.settle_starts())
+    assert consumer.asked == [(TOPIC,)] and not continuity.unknown
+    assert read(continuity, 7, 8) == []  # 3..6 come first
+    asyncio.run(continuity.read_again())
+    assert consumer.seeks == [(TOPIC, 3)]
+    assert read(continuity, 3, 4, 5, 6, 7) == [3, 4, 5, 6, 7]
+
+
+def test_without_earliest_offsets_the_first_record_read_sets_where_reading_starts() -> None:
+    continuity = Continuity(FakeConsumer())
+    continuity.start(TOPIC, None)
+    asyncio.run(continuity.settle_starts())
+    assert not continuity.unknown
+    assert read(continuity, 7, 8) == [7, 8]
+
+
+def test_where_reading_resumes_is_the_broker_s_committed_offset_not_faust_s_record_of_it() -> None:
+    """Faust's record of the committed offsets may be missing or stale in the first batch after an assignment (it
+    is still seeking): the broker is asked, in the consumer's thread (issue 18)."""
+
+    class Thread:
+        def __init__(self) -> None:
+            self.calls: list[Any] = []
+
+        def _ensure_consumer(self) -> Any:
+            async def committed(tp: Any) -> int | None:
+                return {("purchases", 0): 12}.get((tp.topic, tp.partition))
+
+            return SimpleNamespace(committed=committed)
+
+        async def call_thread(self, method: Any, *args: Any) -> Any:
+            self.calls.append(args)
+            return await method(*args)
+
+    @dataclass
+    class Asking(FakeConsumer):
+        _thread: Thread = field(default_factory=Thread)
+
+        async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+            return {tp: 2 for tp in tps}
+
+    consumer = Asking()
+    continuity = Continuity(consumer)
+    other = TP("purchases", 1)
+    continuity.start(TOPIC, 9)  # Faust's record: stale
+    continuity.start(other, None)  # Faust's record: missing
+    asyncio.run(continuity.settle_starts())
+    assert continuity.due == {TOPIC: 12, other: 2} and not continuity.unknown  # committed; none: the earliest kept
+    assert len(consumer._thread.calls) == 2

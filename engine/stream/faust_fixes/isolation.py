@@ -17,8 +17,15 @@ be applied as if they had happened. So the worker's aiokafka consumer is made wi
   read since (`engine.stream.inputs.Inputs.remaining` uses it).
 - A record handed over after such offsets comes after a gap in the offsets. `read_past(tp, start, stop)` says
   whether the consumer read past `start`..`stop - 1` just before handing over `stop`: a gap of that kind, not
-  records Faust dropped, which `faust_fixes.continuity` otherwise reads again until its patience runs out. Those
-  offsets go to Faust's gap rule (which continuity switches off), so that commits go on past them.
+  records Faust dropped, which `faust_fixes.continuity` reads again. Those offsets go to Faust's gap rule (which
+  continuity switches off), so that commits go on past them.
+- A gap is counted only from where reading really went on: after the last record handed over, or from the offset
+  of the last seek (`TopicPartitionState.seek`, marked by `mark_seeks`), and never at the first fetch of an
+  assignment before any seek (where reading began is not known then). Counted across a seek, a seek forward
+  (Faust seeks to the committed offsets when a partition is assigned, while continuity may have sought back) made a
+  gap of records that were never read: a record Faust skipped later at the same place was taken as read past,
+  applied after later ones, and the state differed from the replay (tests/reliability/test_crash.py, 3 runs in 4
+  under CPU load, issue 18).
 
 Tested on the real broker with a transactional producer by tests/integration/test_transactions.py; the offsets
 arithmetic by tests/unit/test_isolation.py.
@@ -34,6 +41,25 @@ from faust.types import TP
 
 READ_COMMITTED = "read_committed"
 KEPT = 10_000  # records after a gap remembered per partition (for `read_past`), the latest ones
+SOUGHT = "_escalera_sought"  # the attribute `mark_seeks` sets on aiokafka's state of a partition: its last seek
+
+
+def mark_seeks() -> None:
+    """Make aiokafka's partition state remember the offset of its last seek (every seek of aiokafka's consumer,
+    `seek` and `seek_to_committed`, ends in `TopicPartitionState.seek`), until `CommittedReads.fetched` reads it.
+    Installed once per process; it changes nothing else."""
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    seek = TopicPartitionState.seek
+    if getattr(seek, "marks_seeks", False):
+        return
+
+    def marked_seek(self: Any, position: int) -> None:
+        seek(self, position)
+        setattr(self, SOUGHT, position)
+
+    marked_seek.marks_seeks = True  # type: ignore[attr-defined]
+    TopicPartitionState.seek = marked_seek
 
 
 class CommittedReads:
@@ -41,6 +67,7 @@ class CommittedReads:
     past without handing a record over."""
 
     def __init__(self, consumer: Any) -> None:
+        mark_seeks()
         self.consumer, self.thread = consumer, (thread := consumer._thread)  # Faust runs aiokafka in its own thread
         self.faust_gap = consumer._add_gap  # Faust's gap rule, taken before `faust_fixes.continuity` turns it off
         # per topic partition: aiokafka's state of it (a new one at each assignment), the offset after the last record
@@ -76,14 +103,22 @@ class CommittedReads:
             if not state.has_valid_position:
                 continue
             run = self.runs.get(tp)
-            # after the last record handed over; none yet in this assignment, which began reading at the committed
-            # offset (Faust seeks there), or at the earliest offset kept when there is none
-            start = run[1] if run is not None and run[0] is state else 0
+            sought = getattr(state, SOUGHT, None)
+            start: int | None
+            if sought is not None:  # reading went on from a seek (records of this fetch were fetched after it)
+                setattr(state, SOUGHT, None)
+                start = sought
+            elif run is not None and run[0] is state:  # after the last record handed over
+                start = run[1]
+            else:  # the first fetch of this assignment, before any seek: where reading began is not known
+                start = None
             for record in records.get(tp, ()):
-                if record.offset > start:
+                if start is not None and record.offset > start:
                     self.gap(tp, start, record.offset)
                 start = record.offset + 1
-            self.runs[tp] = (state, start, state.position)
+            # none handed over yet in this assignment, nor sought: it began reading at the committed offset (Faust
+            # seeks there), or at the earliest offset kept when there is none
+            self.runs[tp] = (state, 0 if start is None else start, state.position)
 
     def gap(self, tp: TP, start: int, stop: int) -> None:
         """The consumer read past `start`..`stop - 1` and handed over the record at `stop`: remember it, and count
