@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.broker.connection import kafka_python_options
 from engine.broker.partitioner import partition_of
+from engine.broker.table_keys import ledger_key
 from engine.errors import EscaleraError
 from engine.settings import Settings
 
@@ -138,6 +139,11 @@ class SeedWriter:
         key = customer_id.encode()
         partition = partition_of(key, self.settings.topic_partitions)
         self._send(self.settings.changelog_topic, key, value, partition)
+
+    def ledger(self, partition: int, value: bytes) -> None:
+        """A partition's perk budget ledger (`PartitionLedger.to_json`) into the changelog, on that partition under
+        its ledger key: where the worker owning the partition restores it from (engine/broker/table_keys.py)."""
+        self._send(self.settings.changelog_topic, ledger_key(partition), value, partition)
 
     def stats(self, records: Iterable[tuple[bytes, bytes]]) -> None:
         """Records of the partition-stats topic (keyed as the workers key them)."""

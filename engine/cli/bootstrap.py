@@ -1,11 +1,11 @@
 """`escalera bootstrap FILE…`: seed the live workers' tables from an order history, with a cutover (issue 17).
 
 The history is folded offline with the replay's core (`engine.offline.history`), then written where a worker
-restores from (`engine.broker.seed`): every customer's state into the table's changelog, and the population of
-every midnight passed into the partition-stats topic. Workers started afterwards, on empty data directories,
-restore the states as after any restart and go on with the live events. Decisions dated before `--publish-from`
-(by default: all of them) go only to files, for marketing to audit; the later ones are published too, with the ids a
-streaming worker would have given them.
+restores from (`engine.broker.seed`): every customer's state into the table's changelog (with each partition's perk
+budget ledger, for a policy with budgets), and the population of every midnight passed into the partition-stats
+topic. Workers started afterwards, on empty data directories, restore the states as after any restart and go on
+with the live events. Decisions dated before `--publish-from` (by default: all of them) go only to files, for
+marketing to audit; the later ones are published too, with the ids a streaming worker would have given them.
 
 Nothing is written when a check fails (exit 2): workers of the group are running, the table already holds states
 (unless `--replace`), the history is out of time order beyond the arrival grace, or the policy is not the one the
@@ -108,7 +108,7 @@ def bootstrap(
                 folded = fold(
                     files, effective, settings.decode_limits(effective.currencies), datetime.now(UTC),
                     timedelta(seconds=settings.arrival_grace_seconds), cutover, audit.rejected,
-                    lambda n: bar.advance(task, n),
+                    lambda n: bar.advance(task, n), settings.topic_partitions,
                 )  # fmt: skip
         except KeyboardInterrupt:
             typer.echo("\nbootstrap interrupted while folding the history: nothing was written to Kafka", err=True)
@@ -166,13 +166,18 @@ def bootstrap(
 
 
 def _write(settings: Settings, writer: SeedWriter, folded: Folded, out: Path) -> None:
-    """The states, every midnight's population, then the decisions from the cutover on (from published.jsonl)."""
+    """The states, each partition's perk budget ledger (a policy with budgets: the grants the fold counted, as the
+    partition's worker would have counted them), every midnight's population, then the decisions from the cutover on
+    (from published.jsonl)."""
     replay = folded.replay
     with progress_bar(TextColumn("writing the states"), BarColumn(), MofNCompleteColumn()) as bar:
         task = bar.add_task("states", total=len(replay.states))
         for customer_id, state in replay.states.items():
             writer.state(customer_id, state.encode())
             bar.advance(task)
+    if replay.policy.budgeted:
+        for partition, ledger in sorted(replay.ledgers.by_partition.items()):
+            writer.ledger(partition, ledger.to_json())
     writer.stats(population_record(day, population) for day, population in folded.midnight_populations())
     with (out / "published.jsonl").open("rb") as published:
         for line in published:

@@ -167,7 +167,7 @@ def _against_the_replay(states: dict[str, CustomerState], events: Path, policy: 
     """Whether the worker's customers equal, in every field, what `escalera replay` makes of the same file; if not,
     which customers and fields differ (the first few)."""
     replay = Replay(policy, settings.decode_limits(policy.currencies), datetime.now(UTC), lambda _: None,
-                    lambda _: None)  # fmt: skip
+                    lambda _: None, settings.topic_partitions)  # fmt: skip
     for line in read_lines(events):
         replay.feed(line)
     replay.finish()

@@ -18,7 +18,13 @@ def policy_show(
     policy: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Policy file (default: ESCALERA_POLICY_FILE)."
     ),
+    rules: bool = typer.Option(False, "--rules", help="Only the perk rules, one line each, and the version."),
 ) -> None:
-    """Print the effective policy as YAML, with its version."""
+    """Print the effective policy as YAML, with its version and its perk rules in words (ready to save and edit)."""
     settings: Settings = ctx.obj
-    typer.echo(load_policy(policy or settings.policy_file).to_yaml(), nl=False)
+    effective = load_policy(policy or settings.policy_file)
+    if rules:
+        lines = "".join(f"  {line}\n" for line in effective.describe_perk_rules())
+        typer.echo(f"Perk rules of the loyalty policy, version {effective.version}:\n{lines}", nl=False)
+        return
+    typer.echo(effective.to_yaml(), nl=False)

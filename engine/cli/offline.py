@@ -117,8 +117,9 @@ def replay(
         with progress_bar(TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as progress:
             task = progress.add_task("replay", total=file.stat().st_size)
             report = replay_file(
-                file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n)
-            )
+                file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n),
+                settings.topic_partitions,
+            )  # fmt: skip
     steps = ", ".join(f"{step} {count}" for step, count in report["steps"].items())
     typer.echo(
         f"{report['customers']} customers ({steps}); {sum(report['perks_granted'].values())} perks granted, "

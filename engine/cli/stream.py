@@ -50,11 +50,12 @@ def worker_command(
     from engine.stream.worker import run_worker
 
     settings: Settings = ctx.obj
+    policy = load_policy(settings.policy_file)
     use_event_loop(settings)  # uvloop asked for and missing ends here, naming ESCALERA_EVENT_LOOP
     check_web_port(settings)  # a second worker on the same port ends here, in one line, not in Faust's traceback
     check_broker(settings, on_wait=_say)  # no broker, a wrong password or an untrusted certificate ends here
     ensure_topics(settings)
-    run_worker(settings, load_policy(settings.policy_file), tick_seconds=tick)
+    run_worker(settings, policy, tick_seconds=tick)
 
 
 _WORKER_HELP = """Run a streaming worker: consume the inbound topics, climb the ladder, publish perks and transitions.

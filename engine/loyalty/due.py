@@ -7,6 +7,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
+from engine.loyalty.budgets import BudgetLedger
 from engine.loyalty.evolve import sweep_in_place
 from engine.loyalty.outcome import Outcome
 from engine.loyalty.policy import Policy
@@ -54,7 +55,11 @@ class DueCalendar:
 
 
 def sweep_due(
-    calendar: DueCalendar, until: datetime, load: Callable[[str], CustomerState | None], policy: Policy
+    calendar: DueCalendar,
+    until: datetime,
+    load: Callable[[str], CustomerState | None],
+    policy: Policy,
+    ledger: BudgetLedger | None = None,
 ) -> Iterator[tuple[str, Outcome, datetime]]:
     """Sweep to `until` every customer of `calendar` who is due by then: `(customer_id, outcome, due_before)` each.
 
@@ -62,6 +67,7 @@ def sweep_due(
     one no longer due, is dropped; one whose due moment moved past `until` is filed again under it. The others are
     swept in place: **the states `load` returns are changed**, and each outcome comes with the due moment the state
     had before. Lazy: the caller records each outcome (and may file the customer again) before the next is taken.
+    `ledger` counts the grants against the perk rules' budgets (engine/loyalty/budgets.py).
     """
     for _, customer_id in calendar.take(until):
         state = load(customer_id)
@@ -71,4 +77,4 @@ def sweep_due(
         if due_before > until:
             calendar.add(due_before, customer_id)
             continue
-        yield customer_id, sweep_in_place(state, until, policy), due_before
+        yield customer_id, sweep_in_place(state, until, policy, ledger=ledger), due_before

@@ -11,7 +11,8 @@ from engine.loyalty.classifications import Why
 from engine.loyalty.figures import Figures, figures
 from engine.loyalty.ladder import RANK, STRONG_STEPS, step_for, why_step
 from engine.loyalty.outcome import Recorder, derived_id
-from engine.loyalty.perks import ON_ENTERING, SuppressedPerk, offer
+from engine.loyalty.perk_rules import REFERRAL_CONVERTED, PerkRule
+from engine.loyalty.perks import SuppressedPerk, offer, perk_id
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
 from engine.loyalty.state import CustomerState
@@ -19,64 +20,62 @@ from schemas.construct import trusted
 from schemas.events import STEPS, ClassificationChanged, Dimension, Evidence, PerkGranted, PerkType, StepChanged
 
 MAX_DECISIONS = 10
-PerkCall = tuple[str, str, Evidence]  # rule, explanation, evidence
+PerkCall = tuple[str, str, Evidence]  # trigger, explanation, evidence
+Offers = dict[PerkType, list[tuple[PerkRule, PerkCall]]]  # each perk called for: the rules calling, in order
 
 
 def evaluate(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
-    """Run the ladder and the classifications at `at` (not volume: it needs the population)."""
+    """Run the ladder and the classifications at `at` (not volume: it needs the population), then offer the perks
+    their changes trigger (the policy's perk rules: see engine/loyalty/perk_rules.py for the order)."""
     moment = _Moment(state, at, caused_by, policy, out)
     f = figures(state, at, policy)
     state.median_gap_days = f.median_gap_days
     out.evaluated_spend = at, f.window_spend
-    perks: dict[PerkType, PerkCall] = {}
+    triggers = policy.perk_triggers
+    offers: Offers = {}
 
     satisfaction = rules.satisfaction(f, policy)
     if satisfaction != state.satisfaction:
         why = rules.why_satisfaction(satisfaction, f, policy)
         call = moment.change("satisfaction", state.satisfaction, satisfaction, why)
         state.satisfaction = satisfaction
-        if satisfaction == "dissatisfied":
-            perks["service_recovery"] = call
-    _ladder(moment, f, satisfaction, perks)
+        _call_for(offers, triggers.get(call[0]), call)
+    _ladder(moment, f, satisfaction, offers)
     activity = rules.activity(f, policy)
     if activity != state.activity:
         call = moment.change("activity", state.activity, activity, rules.why_activity(activity, f, policy))
         state.activity = activity
-        if activity == "inactive":
-            perks.setdefault("win_back_offer", call)
+        _call_for(offers, triggers.get(call[0]), call)
     frequency = rules.frequency(f, policy)
     if frequency != state.frequency:
-        moment.change("frequency", state.frequency, frequency, rules.why_frequency(frequency, f, policy))
+        call = moment.change("frequency", state.frequency, frequency, rules.why_frequency(frequency, f, policy))
         state.frequency = frequency
+        _call_for(offers, triggers.get(call[0]), call)
     influence = rules.influence(state, policy)
     if influence != state.influence:
-        moment.change("influence", state.influence, influence, rules.why_influence(influence, state, policy))
+        call = moment.change("influence", state.influence, influence, rules.why_influence(influence, state, policy))
         state.influence = influence
+        _call_for(offers, triggers.get(call[0]), call)
     step = state.step or "possible"
     relationship = rules.relationship(step, satisfaction)
     if relationship != state.relationship:
         why = rules.why_relationship(relationship, step, satisfaction)
         call = moment.change("relationship", state.relationship, relationship, why)
         state.relationship = relationship
-        if relationship in {"hostage", "enemy"}:
-            perks.setdefault("service_recovery", call)
-        elif relationship == "mercenary":
-            perks.setdefault("membership_offer", call)
+        _call_for(offers, triggers.get(call[0]), call)
     permanent = rules.permanence(state, at, policy)
     if permanent != ("true" if state.permanent else "false"):
         why = rules.why_permanence(permanent, state, at, policy)
         call = moment.change("permanent", "true" if state.permanent else "false", permanent, why)
         state.permanent = permanent == "true"
-        if state.permanent:
-            perks.setdefault("personal_attention", call)
+        _call_for(offers, triggers.get(call[0]), call)
     risk = rules.risk(step, f, policy)
     if risk != state.risk:
         call = moment.change("risk", state.risk, risk, rules.why_risk(risk, step, f, policy))
         state.risk = risk
-        if risk == "at_risk":
-            perks.setdefault("retention_offer", call)
-    for perk, (rule, explanation, evidence) in perks.items():
-        moment.grant(perk, rule, explanation, evidence)
+        _call_for(offers, triggers.get(call[0]), call)
+    for perk, calls in offers.items():
+        moment.offer(perk, calls)
 
 
 def evaluate_volume(
@@ -95,18 +94,42 @@ def evaluate_volume(
     volume = rules.volume_of(spend, population)
     if volume != state.volume:
         moment = _Moment(state, at, caused_by, policy, out)
-        moment.change("volume", state.volume, volume, rules.why_volume_of(volume, spend, population))
+        call = moment.change("volume", state.volume, volume, rules.why_volume_of(volume, spend, population))
         state.volume, state.volume_since = volume, at
+        _offer_all(moment, policy.perk_triggers.get(call[0]), call)
 
 
 def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
-    """Each converted referral earns the referrer a referral_reward."""
-    text = f"A customer they referred made a first purchase ({state.converted_referrals} converted so far)."
-    evidence: Evidence = {"converted_referrals": state.converted_referrals}
-    _Moment(state, at, caused_by, policy, out).grant("referral_reward", "referral.converted", text, evidence)
+    """Each converted referral earns the referrer what the `referral.converted` rules give (a referral_reward)."""
+    called = policy.perk_triggers.get(REFERRAL_CONVERTED)
+    if called:
+        text = f"A customer they referred made a first purchase ({state.converted_referrals} converted so far)."
+        evidence: Evidence = {"converted_referrals": state.converted_referrals}
+        _offer_all(_Moment(state, at, caused_by, policy, out), called, (REFERRAL_CONVERTED, text, evidence))
 
 
-def _ladder(moment: _Moment, f: Figures, satisfaction: str, perks: dict[PerkType, PerkCall]) -> None:
+def _call_for(offers: Offers, called: tuple[PerkRule, ...] | None, call: PerkCall) -> None:
+    """Note in `offers` the perks of the rules a trigger `called` (None: no rule has that trigger)."""
+    if called:
+        for rule in called:
+            for perk in rule.perks:
+                calls = offers.get(perk)
+                if calls is None:
+                    offers[perk] = [(rule, call)]
+                else:
+                    calls.append((rule, call))
+
+
+def _offer_all(moment: _Moment, called: tuple[PerkRule, ...] | None, call: PerkCall) -> None:
+    """Offer the perks of the rules one trigger `called`, alone in its evaluation."""
+    if called:
+        offers: Offers = {}
+        _call_for(offers, called, call)
+        for perk, calls in offers.items():
+            moment.offer(perk, calls)
+
+
+def _ladder(moment: _Moment, f: Figures, satisfaction: str, offers: Offers) -> None:
     state, policy, at = moment.state, moment.policy, moment.at
     step, base = step_for(state, f, satisfaction, policy)
     current = state.step
@@ -117,10 +140,13 @@ def _ladder(moment: _Moment, f: Figures, satisfaction: str, perks: dict[PerkType
         start = 0 if current is None else RANK[current] + 1
         # Crossed steps earn their perks only if their own rule holds (a buyer who refers a friend
         # becomes a propagandist without ever being habitual).
+        triggers = policy.perk_triggers
         for entered in STEPS[start : RANK[step] + 1]:
             if RANK[entered] <= RANK[base] or entered == step:
-                for perk in ON_ENTERING.get(entered, ()):
-                    perks.setdefault(perk, (f"enters.{entered}", f"Entered the {entered} step.", {"step": entered}))
+                trigger = f"enters.{entered}"
+                called = triggers.get(trigger)
+                if called:
+                    _call_for(offers, called, (trigger, f"Entered the {entered} step.", {"step": entered}))
         state.demotion_pending_since = None
     else:
         pending = state.demotion_pending_since
@@ -188,19 +214,43 @@ class _Moment:
         self.remember({"kind": dimension, "from": before, "to": after, "rule": rule, "explanation": why[0]})
         return rule, why[0], why[1]
 
-    def grant(self, perk: PerkType, rule: str, explanation: str, evidence: Evidence) -> None:
-        """Offer a perk: granted and published, or held back and explained."""
-        result = offer(self.state, perk, rule, self.at, self.caused_by, self.policy)
-        if isinstance(result, SuppressedPerk):
-            self.out.suppressed.append(result)
-            self.remember({"kind": "perk_suppressed", "perk": perk, "rule": rule, "explanation": result.explanation})
+    def offer(self, perk: PerkType, calls: list[tuple[PerkRule, PerkCall]]) -> None:
+        """Offer a perk the rules called for, once: by the first rule whose window and conditions hold now (then the
+        limits decide: `grant`); when none holds, the first rule that called for it says why it was held back."""
+        held = None
+        for rule, (_, explanation, evidence) in calls:
+            if rule.gated:
+                why_not = rule.held_back(perk, self.state, self.at)
+                if why_not is not None:
+                    held = held or (rule, why_not)
+                    continue
+            if not rule.plain:  # the rule's terms are part of why it was granted
+                explanation = f"{explanation} Rule {rule.name}: {rule.terms()}."
+            self.grant(perk, rule, explanation, evidence)
             return
-        values = self.decision(result, rule, (explanation, evidence))
+        assert held is not None
+        rule, (reason, text) = held
+        pid = perk_id(self.state.customer_id, rule.name, perk, self.caused_by)
+        self.hold(SuppressedPerk(perk, rule.name, reason, pid, self.state.customer_id, self.at, self.caused_by, text))
+
+    def grant(self, perk: PerkType, rule: PerkRule, explanation: str, evidence: Evidence) -> None:
+        """Give a perk its rule holds for: granted and published, or held back by the limits and explained."""
+        result = offer(self.state, perk, rule.name, self.at, self.caused_by, self.policy, rule.budget, self.out.ledger)
+        if isinstance(result, SuppressedPerk):
+            self.hold(result)
+            return
+        values = self.decision(result, rule.name, (explanation, evidence))
         values["type"] = "perk.granted"
         values["perk_id"] = result
         values["perk"] = perk
         self.out.emitted.append(trusted(PerkGranted, values))
-        self.remember({"kind": "perk", "perk": perk, "rule": rule, "explanation": explanation})
+        self.remember({"kind": "perk", "perk": perk, "rule": rule.name, "explanation": explanation})
+
+    def hold(self, held: SuppressedPerk) -> None:
+        """Record a perk held back, with why."""
+        self.out.suppressed.append(held)
+        why = held.explanation
+        self.remember({"kind": "perk_suppressed", "perk": held.perk, "rule": held.rule, "explanation": why})
 
     def id(self, prefix: str, what: str, value: str) -> str:
         """A transition's id, derived only from its inputs."""

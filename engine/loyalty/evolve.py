@@ -6,6 +6,7 @@ import math
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from engine.loyalty.budgets import BudgetLedger
 from engine.loyalty.evaluation import evaluate, evaluate_volume, grant_referral_reward
 from engine.loyalty.facts import already_applied, apply
 from engine.loyalty.outcome import Outcome, Recorder, ReferralCredited, erasure_notice
@@ -17,23 +18,35 @@ from schemas.events import ErasureRequested, InboundEvent
 MAX_CATCH_UP_STEPS = 1000
 
 
-def evolve(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
+def evolve(
+    state: CustomerState | None,
+    event: InboundEvent | ReferralCredited,
+    policy: Policy,
+    ledger: BudgetLedger | None = None,
+) -> Outcome:
     """The next state after `event`, with the transitions, perks and referral credits it causes.
 
     A repeated event id changes nothing. Time-driven changes due before the event are caught up first,
-    each at its own day boundary, so the result does not depend on how often sweeps ran.
+    each at its own day boundary, so the result does not depend on how often sweeps ran. `ledger`: where grants
+    are counted against the perk rules' budgets (needed only by a policy with budgets: engine/loyalty/budgets.py).
     """
-    return evolve_in_place(None if state is None else state.copy(), event, policy)
+    return evolve_in_place(None if state is None else state.copy(), event, policy, ledger)
 
 
-def evolve_in_place(state: CustomerState | None, event: InboundEvent | ReferralCredited, policy: Policy) -> Outcome:
-    """`evolve` for the owner of the state (the replay, a worker): `state` itself becomes the next state."""
+def evolve_in_place(
+    state: CustomerState | None,
+    event: InboundEvent | ReferralCredited,
+    policy: Policy,
+    ledger: BudgetLedger | None = None,
+) -> Outcome:
+    """`evolve` for the owner of the state (the replay, a worker): `state` itself becomes the next state (and
+    `ledger`, when given, counts the grants it decides)."""
     if isinstance(event, ErasureRequested):
         # The whole state goes: nothing about the customer is kept; consumers are told to forget them too.
         return Outcome(None, (erasure_notice(event),))
     if state is not None and (event.event_id in state.seen_ids or already_applied(state, event)):  # type: ignore[arg-type]
         return Outcome(state, duplicate=True)
-    out = Recorder()
+    out = Recorder(ledger=ledger)
     if state is None:
         state = CustomerState(customer_id=event.customer_id, clock=event.occurred_at)
     else:
@@ -58,9 +71,16 @@ def evolve_in_place(state: CustomerState | None, event: InboundEvent | ReferralC
     return out.outcome(state)
 
 
-def sweep(state: CustomerState, now: datetime, policy: Policy, population: Population | None = None) -> Outcome:
-    """What the passage of time up to `now` causes; with a population, volume is classified too."""
-    return sweep_in_place(state.copy(), now, policy, population)
+def sweep(
+    state: CustomerState,
+    now: datetime,
+    policy: Policy,
+    population: Population | None = None,
+    ledger: BudgetLedger | None = None,
+) -> Outcome:
+    """What the passage of time up to `now` causes; with a population, volume is classified too (`ledger`: as for
+    `evolve`)."""
+    return sweep_in_place(state.copy(), now, policy, population, ledger=ledger)
 
 
 def sweep_in_place(
@@ -69,10 +89,11 @@ def sweep_in_place(
     policy: Policy,
     population: Population | None = None,
     spend: Decimal | None = None,
+    ledger: BudgetLedger | None = None,
 ) -> Outcome:
     """`sweep` for the owner of the state: `state` itself becomes the next state (`spend`: the customer's window
-    spend at `now`, when the caller knows it)."""
-    out = Recorder()
+    spend at `now`, when the caller knows it; `ledger`: as for `evolve`)."""
+    out = Recorder(ledger=ledger)
     _catch_up(state, now, policy, out)
     if population is not None:
         evaluate_volume(state, population, now, f"sweep:{now.date().isoformat()}", policy, out, spend)

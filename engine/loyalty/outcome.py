@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.loyalty.budgets import BudgetLedger
 from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.state import CustomerState
 from schemas.construct import trusted
@@ -84,6 +85,7 @@ class Recorder:
     referrals: list[ReferralCredited] = field(default_factory=list)
     late: datetime | None = None  # the time of the event being applied, when it came after later ones (see evolve)
     evaluated_spend: tuple[datetime, Decimal] | None = None  # set by each evaluation (see Outcome)
+    ledger: BudgetLedger | None = None  # where grants are counted against the perk rules' budgets (loyalty.budgets)
 
     def outcome(self, state: CustomerState | None, duplicate: bool = False) -> Outcome:
         """Freeze what was recorded."""

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from engine.errors import EscaleraError
+from engine.loyalty.perk_rules import DEFAULT_PERK_RULES, PerkRule, PerkRules, by_trigger
 
 Days = Annotated[int, Field(gt=0, le=3650)]
 Ratio = Annotated[Decimal, Field(ge=0, le=1)]
@@ -116,6 +117,7 @@ class Policy(_Part):
     classification: Classification = Classification()
     experience: Experience = Experience()
     perks: Perks = Perks()
+    perk_rules: PerkRules = DEFAULT_PERK_RULES  # the whole table: a file's list replaces the defaults (perk_rules.py)
     operations: WordOfMouth = WordOfMouth()  # the key stays: the policy's version hashes the keys
     currency: Currency = Currency()
     dedup_memory: Annotated[int, Field(ge=16, le=100_000)] = 256
@@ -124,8 +126,23 @@ class Policy(_Part):
 
     @cached_property
     def version(self) -> str:
-        """A hash of the effective policy: outputs carry it so every decision names its rules."""
-        return hashlib.sha256(orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+        """A hash of the effective policy: outputs carry it so every decision names its rules. The perk rules are
+        hashed only when they are not the defaults: the defaults are the rules the engine applied before they were in
+        the policy, and a policy that leaves them alone keeps the version (and the outputs) it had then."""
+        data = self._data()
+        if self.perk_rules == DEFAULT_PERK_RULES:
+            del data["perk_rules"]
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+
+    @cached_property
+    def perk_triggers(self) -> dict[str, tuple[PerkRule, ...]]:
+        """The perk rules of each trigger, in the file's order, computed once (looked up when a trigger fires)."""
+        return by_trigger(self.perk_rules)
+
+    @cached_property
+    def budgeted(self) -> bool:
+        """Whether a perk rule has a budget: only then do the engines count grants in a ledger."""
+        return any(rule.budget is not None for rule in self.perk_rules)
 
     @cached_property
     def spans(self) -> Spans:
@@ -156,9 +173,21 @@ class Policy(_Part):
         return amount * self.currency.rates[currency]
 
     def to_yaml(self) -> str:
-        """The effective policy as YAML, ready to save and edit."""
-        data = orjson.loads(orjson.dumps(self.model_dump(mode="json")))
-        return f"# Escalera loyalty policy, version {self.version}\n" + yaml.safe_dump(data, sort_keys=False)
+        """The effective policy as YAML, ready to save and edit (`load_policy` reads it back to an equal policy),
+        headed by comments: its version and the perk rules in words."""
+        data = orjson.loads(orjson.dumps(self._data()))
+        rules = "".join(f"#   {line}\n" for line in self.describe_perk_rules())
+        head = f"# Escalera loyalty policy, version {self.version}\n# Perk rules (perk_rules below), in words:\n{rules}"
+        return head + yaml.safe_dump(data, sort_keys=False)
+
+    def describe_perk_rules(self) -> list[str]:
+        """One line per perk rule, in their order: `name: trigger → perks; conditions; window; budget`."""
+        return [rule.describe() for rule in self.perk_rules]
+
+    def _data(self) -> dict[str, Any]:
+        """The policy as JSON-ready data, under the file's keys (`from` and `to` of a rule's window), without what is
+        left unset (a rule without conditions has no `when`)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 @dataclass(frozen=True, slots=True)

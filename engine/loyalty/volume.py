@@ -22,6 +22,7 @@ from operator import itemgetter
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
+from engine.loyalty.budgets import BudgetLedger
 from engine.loyalty.classifications import volume_of
 from engine.loyalty.evolve import sweep_in_place
 from engine.loyalty.figures import window_spend
@@ -141,13 +142,15 @@ def classify_day(
     population: Population,
     peek: Callable[[str], CustomerState | None],
     policy: Policy,
+    ledger: BudgetLedger | None = None,
 ) -> Iterator[tuple[str, Outcome, datetime | None]]:
     """Classify at `day` (a midnight the book was settled at) the volume of every customer it may change:
     `(customer_id, outcome, due_before)` for each whose state changed. **The states `peek` returns are changed in
     place.** A customer whose clock is already past `day` (events applied by another owner, or rerouted ahead) is
     left touched for a later day; one whose class was changed at `day` or later is left alone (a worker that
     restarts resumes from the midnight after its least advanced partition's time, and may pass a midnight again:
-    the decision is not made twice). Lazy: the caller records each outcome before the next is taken."""
+    the decision is not made twice). Lazy: the caller records each outcome before the next is taken. `ledger` counts
+    the grants of volume's perk rules against their budgets (engine/loyalty/budgets.py)."""
     candidates = book.touched | book.movable(population) if population != book.population else set(book.touched)
     later: set[str] = set()
     spends = book.spends
@@ -164,7 +167,7 @@ def classify_day(
         spend = spends.get(customer_id, _ZERO)
         if (due is None or due > day) and volume_of(spend, population) == state.volume:
             continue  # nothing due and the class holds: the sweep would change nothing
-        outcome = sweep_in_place(state, day, policy, population, spend)
+        outcome = sweep_in_place(state, day, policy, population, spend, ledger)
         if outcome.emitted or state.clock != clock or state.due != due:
             yield customer_id, outcome, due
     book.population = population

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.errors import EscaleraError
 from engine.loyalty import DecisionEvent, Policy, Population
 from engine.offline.lines import read_lines
-from engine.offline.replay import DAY, Replay
+from engine.offline.replay import DAY, DEFAULT_PARTITIONS, Replay
 from schemas.decoder import DecodeLimits
 from schemas.events import EventRejected
 
@@ -82,12 +82,13 @@ def fold(
     cutover: Cutover,
     on_rejected: Callable[[EventRejected], None],
     on_bytes: Callable[[int], None] | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
 ) -> Folded:
     """Fold `files` in order with the replay's core. An event older than the latest before it by more than `grace`
     stops the fold (HistoryOutOfOrder, naming the file and line): the workers apply such an event as late, the
     replay in file order, and a seed must be what both would have. A repeated event (an export's redelivery, the
     same event id) is not out of order: it changes nothing anywhere."""
-    replay = Replay(policy, limits, now, cutover.decide, on_rejected)
+    replay = Replay(policy, limits, now, cutover.decide, on_rejected, partitions)
     folded = Folded(replay)
     replay.on_midnight = folded.populations.__setitem__
     for path in files:

@@ -15,7 +15,7 @@ from engine.loyalty import CustomerState, DecisionEvent, Policy, Population
 from engine.loyalty.view import view
 from engine.offline.funnel import draw_funnel
 from engine.offline.lines import read_lines
-from engine.offline.replay import Replay
+from engine.offline.replay import DEFAULT_PARTITIONS, Replay
 from engine.offline.summary import summary
 from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
@@ -33,10 +33,12 @@ def replay_file(
     now: datetime,
     as_of: datetime | None = None,
     on_line: Callable[[int], None] | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
 ) -> dict[str, Any]:
-    """Replay `source` into `out`; the same input and policy always give byte-identical files."""
+    """Replay `source` into `out`; the same input, policy and partition count (`Replay`) always give byte-identical
+    files."""
     with DecisionFiles(out) as files:
-        replay = Replay(policy, limits, now, files.decision, files.rejected)
+        replay = Replay(policy, limits, now, files.decision, files.rejected, partitions)
         replay.on_midnight = _freeze_survivors
         try:
             for line in read_lines(source):

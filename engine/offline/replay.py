@@ -14,16 +14,21 @@ from engine.loyalty import (
     Policy,
     Population,
     ReferralCredited,
+    SuppressedPerk,
     day_start,
     evolve_in_place,
 )
+from engine.loyalty.budgets import Ledgers
 from engine.loyalty.due import DueCalendar, sweep_due
 from engine.loyalty.volume import SpendBook, classify_day
+from engine.settings import Settings
 from schemas.decoder import DecodeLimits, Rejection, decode
 from schemas.events import EventRejected, InboundEvent, RejectionSource
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+# The inbound topics' partitions by default (ESCALERA_TOPIC_PARTITIONS): perk budgets are shared out among them.
+DEFAULT_PARTITIONS: int = Settings.model_fields["topic_partitions"].default
 
 
 @dataclass
@@ -38,12 +43,16 @@ class ReplayCounts:
     erasure_notices: int = 0  # customer.erased notices sent: one per erasure request, held customer or not
     rejections: Counter[str] = field(default_factory=Counter)
     perks_granted: Counter[str] = field(default_factory=Counter)
-    perks_suppressed: Counter[str] = field(default_factory=Counter)
+    perks_suppressed: Counter[str] = field(default_factory=Counter)  # perk:reason (cooldown, cap, window, ...)
     transitions: Counter[str] = field(default_factory=Counter)
 
 
 class Replay:
-    """Feed lines one by one, then `finish(as_of)`; decisions and dead letters go to the callbacks in order."""
+    """Feed lines one by one, then `finish(as_of)`; decisions and dead letters go to the callbacks in order.
+
+    `partitions`: how many partitions the inbound topics have (ESCALERA_TOPIC_PARTITIONS): a perk budget is shared
+    out among them, each customer's grants counted in their partition's share, as the workers count them
+    (engine/loyalty/budgets.py), so that the replay grants what they grant."""
 
     def __init__(
         self,
@@ -52,6 +61,7 @@ class Replay:
         now: datetime,
         on_decision: Callable[[DecisionEvent], None],
         on_rejected: Callable[[EventRejected], None],
+        partitions: int = DEFAULT_PARTITIONS,
     ) -> None:
         self.policy, self.limits, self.now = policy, limits, now
         self.on_decision, self.on_rejected = on_decision, on_rejected
@@ -62,9 +72,13 @@ class Replay:
         self._passed: datetime | None = None  # the last midnight passed (volume classified as of it)
         self._next_midnight = EPOCH  # the one after it (set with the clock): an event before it passes no midnight
         self.counts = ReplayCounts()
+        self.ledgers = Ledgers(partitions)  # each partition's grants against the perk rules' budgets
+        self._ledger = self.ledgers if policy.budgeted else None  # (none asked for: nothing to count)
         self.last_event: InboundEvent | None = None  # the last line's event (None: it was rejected)
         # Called at each midnight classified, with its population (bootstrap seeds the workers with them).
         self.on_midnight: Callable[[datetime, Population], None] | None = None
+        # Called with each perk held back, with its reason (counted in `counts` either way).
+        self.on_suppressed: Callable[[SuppressedPerk], None] | None = None
 
     def feed(self, raw: bytes) -> None:
         """Decode one line and apply it; a line that is not a valid event becomes a dead letter."""
@@ -124,7 +138,8 @@ class Replay:
             if self.book.changed or population is None:
                 population = self.book.population_of_all(self.policy.classification.high_volume_share)
                 self.book.changed = False
-            for customer_id, outcome, due in classify_day(self.book, day, population, self.states.get, self.policy):
+            classified = classify_day(self.book, day, population, self.states.get, self.policy, self._ledger)
+            for customer_id, outcome, due in classified:
                 self._record(customer_id, outcome, due)
             if self.on_midnight is not None:
                 self.on_midnight(day, population)
@@ -135,13 +150,14 @@ class Replay:
     def _apply(self, event: InboundEvent | ReferralCredited) -> None:
         state = self.states.get(event.customer_id)
         due = None if state is None else state.due
-        outcome = evolve_in_place(state, event, self.policy)  # the replay owns its states: changed in place
+        # The replay owns its states: changed in place.
+        outcome = evolve_in_place(state, event, self.policy, self._ledger)
         self._record(event.customer_id, outcome, due)
         for credit in outcome.referrals:
             self._apply(credit)  # the referrer's state is right here: credit it directly
 
     def _sweep_due(self, until: datetime) -> None:
-        for customer_id, outcome, due_before in sweep_due(self.due, until, self.states.get, self.policy):
+        for customer_id, outcome, due_before in sweep_due(self.due, until, self.states.get, self.policy, self._ledger):
             self._record(customer_id, outcome, due_before)
 
     def _record(self, customer_id: str, outcome: Outcome, due_before: datetime | None) -> None:
@@ -171,3 +187,5 @@ class Replay:
             self.on_decision(decision)
         for held in outcome.suppressed:
             self.counts.perks_suppressed[f"{held.perk}:{held.reason}"] += 1
+            if self.on_suppressed is not None:
+                self.on_suppressed(held)

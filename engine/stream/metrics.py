@@ -15,13 +15,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.loyalty import DecisionEvent, Outcome
+from engine.loyalty.perks import SuppressionReason
 from engine.loyalty.policy import WordOfMouth
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
 from schemas.events import INBOUND_TYPES, CustomerErased, PerkGranted, PerkType, RejectionReason, StepChanged
 
 PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0, 2_592_000.0)
-PERK_OUTCOMES = ("granted", "suppressed_cap", "suppressed_cooldown")
+# Granted, or held back for a reason: the cooldown, the cap, a perk rule's window, conditions or budget.
+PERK_OUTCOMES = ("granted", *(f"suppressed_{reason}" for reason in get_args(SuppressionReason)))
 NONE = "none"  # a label value for "nothing before" (first placement) and unknown event types
 
 
@@ -55,7 +57,8 @@ class WorkerMetrics:
         )
         self.perks = Counter(
             "escalera_perks",
-            "Perks decided, by perk and outcome (granted, or suppressed by a cooldown or a cap).",
+            "Perks decided, by perk and outcome (granted, or suppressed_<reason>: by the cooldown, the cap, or a perk "
+            "rule's window, conditions or budget).",
             ["perk", "outcome"],
             registry=registry,
         )

@@ -27,11 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.broker.partitioner import partition_of
+from engine.broker.table_keys import ledger_key
 from engine.errors import NotOwnedHere
 from engine.loyalty import CustomerState, Policy, ReferralCredited, day_start, evolve_in_place
+from engine.loyalty.budgets import BudgetError, Ledgers, PartitionLedger
 from engine.loyalty.due import sweep_due
 from engine.loyalty.volume import classify_day
-from engine.settings import Settings
+from engine.settings import ENV_PREFIX, Settings
 from engine.stream import records
 from engine.stream.clock import StreamClock
 from engine.stream.effects import Effects
@@ -102,6 +104,8 @@ class Processor:
         self.purge = LocalPurge(channels.customers)
         self.effects = Effects(channels, metrics, self.states, self.referrals, self.inputs, settings.topic_partitions)
         self.partitions, self.context = self.effects.partitions, self.effects.context
+        # The perk budget ledgers of the partitions owned (only for a policy with budgets): see `_follow_ledgers`.
+        self.ledgers = Ledgers(settings.topic_partitions) if policy.budgeted else None
         self.on_internal: dict[type, Callable[[RecordStream, Any, Any], bool]] = {
             records.Tick: self._tick,
             records.Credit: self._queue_credit,
@@ -114,6 +118,9 @@ class Processor:
     async def handle(self, stream: RecordStream, batch: list[Any]) -> None:
         """Process one batch; acknowledge each record once its effects are queued for sending."""
         self._follow_assignment()
+        if self.ledgers is not None and (cannot := self._follow_ledgers()) is not None:
+            await _stop(stream, cannot)  # nothing of the batch applied, nor acknowledged
+            return
         if self.continuity.unknown:  # partitions received: where reading resumes, from the broker (issue 18)
             for tp, offset in (await self.continuity.settle_starts()).items():
                 self.inputs.resume(tp, offset)
@@ -142,7 +149,7 @@ class Processor:
             await self.producer.flush()
             self.effects.undelivered = False
         kept = set(self.owned_partitions())  # a rebalance may have run while the decisions were delivered
-        for partition in self.states.write(stream, kept):
+        for partition in self.states.write(stream, kept, self._ledgers_to_save(kept)):
             self.purge.erased_in(partition)
         queued = ((record, event.customer_id) for _, (record, event, _) in self.inputs.merge.items())
         self.states.trim(stream, queued)
@@ -243,7 +250,7 @@ class Processor:
             self._sweep(stream, record, partition, boundary)
         state = self.states.load(stream, record, event.customer_id)
         due_before = None if state is None else state.due
-        outcome = evolve_in_place(state, event, self.policy)
+        outcome = evolve_in_place(state, event, self.policy, self._ledger(partition))
         self.effects.record(record, partition, event.customer_id, outcome, due_before)
         for credit in outcome.referrals:
             referrer = partition_of(credit.customer_id.encode(), self.settings.topic_partitions)
@@ -297,7 +304,7 @@ class Processor:
         def load(customer_id: str) -> CustomerState | None:
             return self.states.load(stream, record, customer_id)
 
-        for customer_id, outcome, due in sweep_due(owned.calendar, until, load, self.policy):
+        for customer_id, outcome, due in sweep_due(owned.calendar, until, load, self.policy, self._ledger(partition)):
             self.effects.record(record, partition, customer_id, outcome, due)
             self.metrics.time_sweeps.inc()
 
@@ -344,7 +351,7 @@ class Processor:
             record = self.context.get(partition)
             classified += len(part.touched)
             for customer_id, outcome, due in classify_day(
-                part, day, population, self._peeker(stream, record), self.policy
+                part, day, population, self._peeker(stream, record), self.policy, self._ledger(partition)
             ):
                 self.effects.record(record, partition, customer_id, outcome, due)
         self.next_day, self.waiting = day + DAY, None
@@ -445,3 +452,82 @@ class Processor:
             # same midnights as in the replay. This worker's own customers are already past them or keep their class
             # (`classify_day` leaves alone whoever is past a midnight, or changed class at it or later).
             self.next_day = resume
+
+    # ---- perk budgets (engine/loyalty/budgets.py) --------------------------------------------------------------
+
+    def _ledger(self, partition: int) -> PartitionLedger | None:
+        """Where the grants decided for a record of `partition` are counted: its ledger, once restored (None without
+        budgets; None too for a partition not owned, or not restored yet: a budgeted perk is then held back, never
+        granted beyond what the partition's owner counts)."""
+        return None if self.ledgers is None else self.ledgers.by_partition.get(partition)
+
+    def _follow_ledgers(self) -> str | None:
+        """Hold the ledger of every partition owned and no other: one given away is dropped (its new owner restores
+        it from the table); one received is restored from the table, where it was saved under `ledger_key` (none
+        there: nothing was counted in it yet), once Faust has restored the table's partitions from the changelog
+        (until then their records are not read). Returns why the worker cannot go on, if it cannot."""
+        ledgers = self.ledgers
+        assert ledgers is not None
+        owned = set(self.owned_partitions())
+        for partition in set(ledgers.by_partition) - owned:
+            ledgers.drop(partition)
+        missing = owned - set(ledgers.by_partition)
+        if not missing or not self.states.restored():
+            return None
+        counted = []
+        for partition in sorted(missing):
+            raw = self.states.stored(partition, ledger_key(partition))
+            if raw is None:
+                ledgers.of_partition(partition)  # nothing counted in it yet
+                continue
+            try:
+                ledger = ledgers.restore(raw)
+            except BudgetError as error:
+                return (
+                    f"cannot count perk budgets: {error} ({ENV_PREFIX}TOPIC_PARTITIONS="
+                    f"{self.settings.topic_partitions}: run the workers with the partition count the budgets were "
+                    "counted with, or seed the table again with `escalera bootstrap --replace`)"
+                )
+            if ledger.partition != partition:
+                ledgers.drop(ledger.partition)
+                return f"cannot count perk budgets: the ledger kept for partition {partition} is {ledger.partition}'s"
+            counted.append(partition)
+        log.info("perk budget ledgers of partitions %s taken from the table (grants counted in %s)", sorted(missing),
+                 counted)  # fmt: skip
+        return None
+
+    def _ledgers_to_save(self, kept: set[int]) -> list[tuple[int, Any, bytes, bytes]]:
+        """The ledgers that counted grants in this batch, to save with its states (`BatchStates.write`): (partition, a
+        record of it, key, saved ledger) each, marked saved.
+
+        Each is written after the batch's decisions were delivered, like the states, and *before* the partition's
+        states, in the same changelog partition (Kafka keeps their order): a state in the changelog is always preceded
+        by the ledger that counted its grants. The other order could lose a ledger and keep the states after a crash:
+        the events read again are then duplicates for their states, decide nothing, and the ids they had counted
+        would never be counted again, so the partition could grant beyond its share. In this order a crash can lose
+        states and keep their ledger: the events read again decide again from the older states, each grant is taken
+        again under the same perk id (counted once: `PartitionLedger.take`), and a perk held back because the share
+        was spent is held back again (the ledger only holds more ids). The one difference: a decision dated in a
+        period the saved ledger already closed (more than `KEPT_AFTER` before the latest decision it counted, in a
+        batch spanning that much event time) is held back the second time though it was granted the first: never a
+        grant beyond the budget."""
+        if self.ledgers is None:
+            return []
+        saves = []
+        for partition, ledger in self.ledgers.by_partition.items():
+            record = self.context.get(partition)
+            if ledger.unsaved and partition in kept and record is not None:
+                saves.append((partition, record, ledger_key(partition), ledger.to_json()))
+                ledger.unsaved = False
+        return saves
+
+
+async def _stop(stream: RecordStream, message: str) -> None:
+    """Stop the worker on what it cannot go on with, saying why in one line (logged, and the process's exit message):
+    Faust's app is crashed, and its worker stops with a non-zero exit. Not an exception of the agent's: Faust would
+    only restart the agent, to meet the same table again. (A stream without an app, in the tests: raised.)"""
+    log.error("%s", message)
+    app = getattr(stream, "app", None)
+    if app is None:
+        raise SystemExit(message)
+    await app.crash(SystemExit(message))

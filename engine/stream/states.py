@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engine.broker.partitioner import partition_of
+from engine.broker.table_keys import LEDGER_PREFIX, is_ledger_key
 from engine.loyalty import CustomerState
 from engine.stream.faust_fixes.changelog_first import ChangelogFirst
 from engine.stream.ports import RecordStream, Table
@@ -82,15 +83,28 @@ class BatchStates:
         self.erased.add(customer_id)
         self.dirty[customer_id] = record
 
-    def write(self, stream: RecordStream, kept: set[int]) -> set[int]:
+    def write(
+        self, stream: RecordStream, kept: set[int], ledgers: Iterable[tuple[int, Any, bytes, bytes]] = ()
+    ) -> set[int]:
         """Write every state changed in this batch to the table (its changelog), once each, if its partition is still
         owned (one given away meanwhile is its new owner's to write: that owner reads its records again); return the
-        partitions where a customer was erased. Faust's current event is put back afterwards."""
+        partitions where a customer was erased. Faust's current event is put back afterwards.
+
+        `ledgers`: (partition, a record of it, key, value) of the perk budget ledgers to save, each written to its
+        partition before any state: see `Processor._ledgers_to_save` for why first."""
         arrived = stream.current_event
         erased_in: set[int] = set()
         first = self.first
         if first is not None:
             first.settle(kept)  # the previous batches' states Kafka has by now go into the local store
+        for partition, record, key, value in ledgers:
+            if partition not in kept:
+                continue
+            if first is not None:
+                first.write(partition, key, value)
+            else:
+                stream._set_current_event(record)
+                self.table[key] = value
         for customer_id, record in self.dirty.items():
             partition = record.message.partition
             if partition not in kept:
@@ -135,11 +149,26 @@ class BatchStates:
 
     def stored_in(self, partitions: Iterable[int], count: int) -> Iterator[tuple[int, bytes]]:
         """(partition, stored state) of every customer the table holds in `partitions` (of `count`): from each
-        partition's own database on disk, else the table's every item with its key's partition."""
+        partition's own database on disk, else the table's every item with its key's partition. The partitions'
+        budget ledgers, kept in the same table, are left out."""
         if self.first is not None:
-            yield from self.first.stored_in(partitions)
+            yield from self.first.stored_in(partitions, leave_out=LEDGER_PREFIX)
             return
         wanted = set(partitions)
         for key, raw in self.table.items():
-            if (partition := partition_of(key, count)) in wanted:
+            if (partition := partition_of(key, count)) in wanted and not is_ledger_key(key):
                 yield partition, raw
+
+    def stored(self, partition: int, key: bytes) -> bytes | None:
+        """What the table holds under `key` in partition `partition` (a budget ledger), outside the stream: written
+        and not yet stored locally, else from the partition's database on disk; else the table's (the memory store
+        holds each key once, whatever its partition)."""
+        if self.first is not None:
+            return self.first.stored(partition, key)
+        return self.table.get(key)
+
+    def restored(self) -> bool:
+        """Whether Faust has brought the table's active partitions up to their changelogs since the last rebalance
+        began (`TableManager.actives_ready`); a table without Faust's app (the tests' fake) always is."""
+        tables = getattr(getattr(self.table, "app", None), "tables", None)
+        return tables is None or bool(getattr(tables, "actives_ready", True))

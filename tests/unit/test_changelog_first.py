@@ -171,3 +171,19 @@ def test_the_states_of_given_partitions_are_read_from_their_own_databases() -> N
     table.data._db_for_partition(0)[table.data.offset_key] = b"13"  # Faust's persisted offset, not a state
     assert sorted(first.stored_in([0, 2])) == [(0, b"ANA"), (0, b"DI"), (2, b"CY")]
     assert list(first.stored_in([3])) == []
+
+
+def test_keys_left_out_are_not_read_as_states_and_a_key_is_read_where_last_written() -> None:
+    """A partition's budget ledger lives in the table beside its customers (engine/broker/table_keys.py): left out
+    when the customers are learned, and read back from memory until stored, then from its partition's database."""
+    table = Table()
+    first = ChangelogFirst(table)
+    first.write(0, b"ana", b"ANA")
+    first.write(0, b"\x00budget/0", b"{1}")
+    assert first.stored(0, b"\x00budget/0") == b"{1}"  # sent, not stored yet
+    table.deliver(0, 10)
+    table.deliver(1, 11)
+    first.settle({0})
+    assert first.stored(0, b"\x00budget/0") == b"{1}" and first.stored(1, b"\x00budget/1") is None
+    assert list(first.stored_in([0], leave_out=b"\x00budget/")) == [(0, b"ANA")]
+    assert sorted(first.stored_in([0])) == [(0, b"ANA"), (0, b"{1}")]

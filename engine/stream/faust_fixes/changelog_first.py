@@ -83,16 +83,24 @@ class ChangelogFirst:
         for tp, offset in offsets.items():
             self.store.set_persisted_offset(tp, offset)
 
-    def stored_in(self, partitions: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+    def stored_in(self, partitions: Iterable[int], leave_out: bytes | None = None) -> Iterator[tuple[int, bytes]]:
         """(partition, value) of every key the local store holds for `partitions`, read from each partition's own
-        database (Faust keeps one per partition, `Store._db_for_partition`; its offset key left out): no key hashed
-        to find its partition, none decoded through Faust's serializers — 10 µs a state through `Table.items()`
-        with the partition hashed, at a million customers in bench/restore.py (issue 18)."""
+        database (Faust keeps one per partition, `Store._db_for_partition`; its offset key left out, and the keys
+        starting with `leave_out`): no key hashed to find its partition, none decoded through Faust's serializers —
+        10 µs a state through `Table.items()` with the partition hashed, at a million customers in bench/restore.py
+        (issue 18)."""
         store = self.store
         for partition in partitions:
             for key, value in store._db_for_partition(partition).items():
-                if key != store.offset_key:
+                if key != store.offset_key and (leave_out is None or not key.startswith(leave_out)):
                     yield partition, value
+
+    def stored(self, partition: int, key: bytes) -> bytes | None:
+        """The latest value written for `key` in partition `partition`: sent and not yet stored, else the one its
+        database holds (None: none, or deleted)."""
+        if key in self.unstored:
+            return self.unstored[key]
+        return self.store._db_for_partition(partition).get(key)  # type: ignore[no-any-return]
 
     def forget(self, owned: set[int]) -> None:
         """After a rebalance: pending writes of partitions given away are their new owner's (in the changelog)."""
