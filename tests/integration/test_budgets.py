@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from engine.broker import readback
 from engine.broker.partitioner import partition_of
@@ -23,6 +24,7 @@ from engine.broker.topics import ensure_topics
 from engine.loyalty import CustomerState, DecisionEvent, Policy
 from engine.loyalty.budgets import Ledgers, Period, share
 from engine.loyalty.perk_rules import DEFAULT_PERK_RULES
+from engine.loyalty.policy import load_policy
 from engine.offline.replay import Replay
 from engine.offline.simulation import SimulationSpec, simulate
 from schemas.decoder import DecodeLimits
@@ -37,6 +39,7 @@ from tests.integration.engine_harness import (
     wait_for_states,
 )
 from tests.integration.test_bootstrap import bootstrap_command
+from tests.unit.test_perk_rules import EXAMPLE, december_shop, example_lines
 
 PARTITIONS = 4
 
@@ -237,3 +240,41 @@ def test_ledgers_kept_for_another_partition_count_stop_the_worker_naming_the_set
     assert error.startswith("cannot count perk budgets") and "\n" not in error
     assert "kept for 8 partitions" in error and "ESCALERA_TOPIC_PARTITIONS=4" in error
     assert log.rstrip().endswith(error)  # and the process's exit message, last
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_issues_example_in_live_workers_equals_the_replay(bootstrap: str, tmp_path: Path, workers: int) -> None:
+    """Issue 19's "done when": a marketer edits only the policy file to give priority_service to final customers
+    entering habitual in December, at most 100 a month; one worker or two (published while they run) grant exactly
+    what `escalera replay` grants, and count what they hold back by window, condition and budget as it does."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(EXAMPLE)  # the file as a marketer writes it (tests/unit/test_perk_rules.py checks the replay)
+    policy = load_policy(path)
+    customers = december_shop()
+    lines = example_lines(customers)
+    decisions: list[DecisionEvent] = []
+    replay = Replay(policy, DecodeLimits(currencies=policy.currencies), datetime.now(UTC), decisions.append,
+                    lambda _: None, 8)  # fmt: skip
+    for line in lines:
+        replay.feed(line)
+    replay.finish()
+    expected = {d.perk_id for d in decisions if d.type == "perk.granted"}
+    held = Counter({key: n for key, n in replay.counts.perks_suppressed.items() if key.startswith("priority_service")})
+    assert sum(d.type == "perk.granted" and d.perk == "priority_service" for d in decisions) == 100
+    assert set(held) == {"priority_service:budget", "priority_service:condition", "priority_service:window"}
+    env = engine_env(bootstrap, 8, ESCALERA_POLICY_FILE=str(path))
+    with running_workers(env, tmp_path, count=workers) as running:
+        publish_lines(env, lines)
+        wait_for_states(bootstrap, env, replay.states, 240)
+        counted = Counter({f"priority_service:{reason}": sum(
+            metric(w, "escalera_perks_total", perk="priority_service", outcome=f"suppressed_{reason}")
+            for w in running) for reason in ("budget", "condition", "window")})  # fmt: skip
+    perks = published_perks(bootstrap, env)
+    assert {p["perk_id"] for p in perks if p["type"] == "perk.granted"} == expected
+    priority = [p for p in perks if p["type"] == "perk.granted" and p["perk"] == "priority_service"]
+    assert len({p["perk_id"] for p in priority}) == 100
+    assert {p["rule"] for p in priority} == {"december_priority"}
+    if workers == 1:  # (two workers may read a batch again after a hand-over, and count it again)
+        assert counted == held
+    else:
+        assert all(counted[key] >= n for key, n in held.items())

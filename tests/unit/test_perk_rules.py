@@ -197,7 +197,7 @@ perk_rules:
 """
 
 
-def _lines(customers: dict[str, tuple[str, datetime]]) -> list[bytes]:
+def example_lines(customers: dict[str, tuple[str, datetime]]) -> list[bytes]:
     """Each customer registered with their kind, then four purchases 20 days apart, the fourth (the one that makes
     them habitual) at the time given; every event in time order."""
     events: list[tuple[datetime, dict[str, Any]]] = []
@@ -243,6 +243,12 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Policy:
 
 @pytest.fixture(scope="module")
 def shop() -> dict[str, tuple[str, datetime]]:
+    return december_shop()
+
+
+def december_shop() -> dict[str, tuple[str, datetime]]:
+    """The example's shop: final and external customers entering habitual in December, final and internal ones in
+    November, final ones on January 1st (tests/integration/test_budgets.py publishes it to live workers)."""
     customers = {f"final-{i:03d}": ("final", moment) for i, moment in enumerate(_december(240))}
     customers |= {f"external-{i:02d}": ("external", moment) for i, moment in enumerate(_december(20, offset=5))}
     november = datetime(2025, 11, 3, tzinfo=UTC)
@@ -257,7 +263,7 @@ def shop() -> dict[str, tuple[str, datetime]]:
 def test_the_example_grants_priority_service_to_final_customers_in_december_within_the_budget(
     example: Policy, shop: dict[str, tuple[str, datetime]]
 ) -> None:
-    replay, decisions, suppressed = _replay(_lines(shop), example)
+    replay, decisions, suppressed = _replay(example_lines(shop), example)
     perks = [d for d in decisions if isinstance(d, PerkGranted)]
     priority = {d.customer_id: d for d in perks if d.perk == "priority_service"}
     held = {s.customer_id: s for s in suppressed if s.perk == "priority_service"}
@@ -319,7 +325,7 @@ def test_a_worker_owning_some_partitions_grants_what_the_replay_grants_their_cus
     customers (what a worker owning those two sees) grants each the perks the replay of everyone grants them."""
 
     def granted(customers: dict[str, tuple[str, datetime]], partitions: int) -> set[tuple[str, str, str]]:
-        _, decisions, _ = _replay(_lines(customers), example, partitions)
+        _, decisions, _ = _replay(example_lines(customers), example, partitions)
         return {(d.customer_id, d.perk, d.perk_id) for d in decisions if isinstance(d, PerkGranted)}
 
     owned = {c: v for c, v in shop.items() if partitioner.partition_of(c.encode(), 8) in {2, 5}}
@@ -448,7 +454,7 @@ def test_escalera_replay_shares_budgets_among_the_topics_partitions(
 ) -> None:
     """`escalera replay` takes the partition count from ESCALERA_TOPIC_PARTITIONS, as the workers share budgets."""
     events, policy = tmp_path / "events.jsonl", tmp_path / "example.yaml"
-    events.write_bytes(b"\n".join(_lines(shop)) + b"\n")
+    events.write_bytes(b"\n".join(example_lines(shop)) + b"\n")
     policy.write_text(EXAMPLE)
     env = {"ESCALERA_TOPIC_PARTITIONS": str(partitions)}
     args = ["replay", str(events), "--out", str(tmp_path / "out"), "--policy", str(policy)]
