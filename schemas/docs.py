@@ -20,6 +20,7 @@ TOPICS: dict[str, str | tuple[str, ...]] = {
     "customer.interest_shown": "customers",
     "customer.erasure_requested": "customers",
     "perk.granted": "loyalty.perks",
+    "perk.revoked": "loyalty.perks",
     "customer.step_changed": "loyalty.transitions",
     "customer.classification_changed": "loyalty.transitions",
     "customer.erased": ("loyalty.perks", "loyalty.transitions"),

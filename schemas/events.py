@@ -245,6 +245,17 @@ class PerkGranted(Decision):
     perk: PerkType = Field(description="What the customer gets.")
 
 
+class PerkRevoked(Decision):
+    """A perk granted earlier was taken back: what earned it was undone within the policy's hold (the purchase that
+    earned a welcome or step perk fully refunded, or the first purchase of a referred friend fully refunded). It
+    names the revoked perk by its `perk_id` (the `perk_id` of its `perk.granted`); `occurred_at` is the refund's
+    event time and `caused_by` the refund's event id."""
+
+    type: Literal["perk.revoked"]
+    perk_id: str = Field(description="The perk_id of the `perk.granted` this takes back.")
+    perk: PerkType = Field(description="What the customer no longer gets.")
+
+
 class StepChanged(Decision):
     """A customer moved on the loyalty ladder."""
 
@@ -280,12 +291,13 @@ class CustomerErased(Event):
 
 ERASED = "customer.erased"
 OutboundStream = Literal["perks", "transitions"]
+_PERKS = frozenset({"perk.granted", "perk.revoked"})
 
 
 def outbound_streams(event_type: str) -> tuple[OutboundStream, ...]:
-    """The outbound topics a decision or notice goes to: a perk to the perks topic, an erasure notice to both,
-    anything else (a step or classification change) to the transitions topic."""
-    if event_type == "perk.granted":
+    """The outbound topics a decision or notice goes to: a perk granted or revoked to the perks topic, an erasure
+    notice to both, anything else (a step or classification change) to the transitions topic."""
+    if event_type in _PERKS:
         return ("perks",)
     if event_type == ERASED:
         return ("perks", "transitions")
@@ -322,6 +334,7 @@ class EventRejected(BaseModel):
 
 
 OutboundEvent = Annotated[
-    PerkGranted | StepChanged | ClassificationChanged | CustomerErased | EventRejected, Field(discriminator="type")
+    PerkGranted | PerkRevoked | StepChanged | ClassificationChanged | CustomerErased | EventRejected,
+    Field(discriminator="type"),
 ]
 outbound_adapter: TypeAdapter[OutboundEvent] = TypeAdapter(OutboundEvent)

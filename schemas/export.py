@@ -14,6 +14,7 @@ from schemas.events import (
     CustomerErased,
     EventRejected,
     PerkGranted,
+    PerkRevoked,
     StepChanged,
     inbound_adapter,
 )
@@ -21,6 +22,7 @@ from schemas.events import (
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 OUTBOUND_TYPES: dict[str, type[BaseModel]] = {
     "perk.granted": PerkGranted,
+    "perk.revoked": PerkRevoked,
     "customer.step_changed": StepChanged,
     "customer.classification_changed": ClassificationChanged,
     "customer.erased": CustomerErased,

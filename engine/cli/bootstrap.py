@@ -26,7 +26,8 @@ from engine.broker.check import check_broker
 from engine.broker.seed import BootstrapRefused, SeedWriter, delete_seeded, live_members, occupied, seeded_topics
 from engine.broker.topics import ensure_topics
 from engine.cli.offline import file_errors, parse_timestamp, progress_bar
-from engine.loyalty import DecisionEvent, load_policy
+from engine.loyalty import Published, load_policy
+from engine.loyalty.policy import refuse_holds
 from engine.offline.history import Cutover, Folded, fold
 from engine.offline.outputs import DecisionFiles, write_outputs
 from engine.settings import Settings
@@ -59,6 +60,7 @@ def bootstrap(
     settings: Settings = ctx.obj
     workers_policy = load_policy(settings.policy_file)
     effective = load_policy(policy) if policy is not None else workers_policy
+    refuse_holds(effective, "escalera bootstrap")  # (revocations are not wired in the worker yet)
     if effective.version != workers_policy.version:
         raise BootstrapRefused(
             f"the policy {policy} (version {effective.version}) is not the one the workers will run "
@@ -95,7 +97,7 @@ def bootstrap(
     # kept in a file meanwhile, not in memory (a cutover years back may hold millions).
     published_file = (out / "published.jsonl").open("wb")
 
-    def publish_later(decision: DecisionEvent) -> None:
+    def publish_later(decision: Published) -> None:
         published_file.write(flat_json(decision) + b"\n")
 
     total = sum(path.stat().st_size for path in files)

@@ -2,7 +2,7 @@
 I/O and never reads the wall clock: time is always an argument."""
 
 from engine.loyalty.evolve import boundary_after, day_start, evolve, evolve_in_place, next_due, sweep, sweep_in_place
-from engine.loyalty.outcome import DecisionEvent, Outcome, ReferralCredited
+from engine.loyalty.outcome import DecisionEvent, Outcome, Published, ReferralCredited, ReferralReverted
 from engine.loyalty.perks import SuppressedPerk
 from engine.loyalty.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from engine.loyalty.population import Population
@@ -16,7 +16,9 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Population",
+    "Published",
     "ReferralCredited",
+    "ReferralReverted",
     "SuppressedPerk",
     "boundary_after",
     "day_start",

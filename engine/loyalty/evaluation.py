@@ -15,9 +15,18 @@ from engine.loyalty.perk_rules import REFERRAL_CONVERTED, PerkRule
 from engine.loyalty.perks import SuppressedPerk, offer, perk_id
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
-from engine.loyalty.state import CustomerState
+from engine.loyalty.state import CustomerState, EarnedPerk
 from schemas.construct import trusted
-from schemas.events import STEPS, ClassificationChanged, Dimension, Evidence, PerkGranted, PerkType, StepChanged
+from schemas.events import (
+    STEPS,
+    ClassificationChanged,
+    Dimension,
+    Evidence,
+    PerkGranted,
+    PerkRevoked,
+    PerkType,
+    StepChanged,
+)
 
 MAX_DECISIONS = 10
 PerkCall = tuple[str, str, Evidence]  # trigger, explanation, evidence
@@ -99,13 +108,41 @@ def evaluate_volume(
         _offer_all(moment, policy.perk_triggers.get(call[0]), call)
 
 
-def grant_referral_reward(state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder) -> None:
-    """Each converted referral earns the referrer what the `referral.converted` rules give (a referral_reward)."""
+def grant_referral_reward(
+    state: CustomerState, at: datetime, caused_by: str, policy: Policy, out: Recorder, hold_days: int = 0
+) -> None:
+    """Each converted referral earns the referrer what the `referral.converted` rules give (a referral_reward);
+    `hold_days`: the referral hold it waited for (engine/loyalty/revocation.py), said in its explanation."""
     called = policy.perk_triggers.get(REFERRAL_CONVERTED)
     if called:
         text = f"A customer they referred made a first purchase ({state.converted_referrals} converted so far)."
         evidence: Evidence = {"converted_referrals": state.converted_referrals}
+        if hold_days:
+            text += f" It was not fully refunded within the {hold_days}-day referral hold."
+            evidence["referral_hold_days"] = hold_days
         _offer_all(_Moment(state, at, caused_by, policy, out), called, (REFERRAL_CONVERTED, text, evidence))
+
+
+def revoke_perks(
+    state: CustomerState,
+    at: datetime,
+    caused_by: str,
+    earned: tuple[EarnedPerk, ...],
+    rule: str,
+    why: Why,
+    policy: Policy,
+    out: Recorder,
+) -> None:
+    """Take back perks granted earlier (`earned`), each published as a `perk.revoked` naming it, and forget each in
+    the cooldown and cap memory (`rule`, `why`: the rule that undid them, and why in words and figures)."""
+    moment = _Moment(state, at, caused_by, policy, out)
+    for pid, perk, granted_at in earned:
+        moment.revoke(pid, perk, rule, why)
+        memory = state.perks
+        for index, (remembered, t) in enumerate(memory):
+            if remembered == perk and t == granted_at:
+                del memory[index]
+                break
 
 
 def _call_for(offers: Offers, called: tuple[PerkRule, ...] | None, call: PerkCall) -> None:
@@ -127,6 +164,15 @@ def _offer_all(moment: _Moment, called: tuple[PerkRule, ...] | None, call: PerkC
         _call_for(offers, called, call)
         for perk, calls in offers.items():
             moment.offer(perk, calls)
+
+
+def _earned(state: CustomerState, caused_by: str, perk: EarnedPerk) -> None:
+    """Note a perk among what the held purchase or referral credit `caused_by` earned (nothing if it is not held)."""
+    held = state.held
+    for index, entry in enumerate(held):
+        if entry[0] == caused_by:
+            held[index] = (*entry[:5], (*entry[5], perk))
+            return
 
 
 def _ladder(moment: _Moment, f: Figures, satisfaction: str, offers: Offers) -> None:
@@ -245,6 +291,20 @@ class _Moment:
         values["perk"] = perk
         self.out.emitted.append(trusted(PerkGranted, values))
         self.remember({"kind": "perk", "perk": perk, "rule": rule.name, "explanation": explanation})
+        if self.state.held and (rule.trigger.startswith("enters.") or rule.trigger == REFERRAL_CONVERTED):
+            _earned(self.state, self.caused_by, (result, perk, self.at))
+
+    def revoke(self, pid: str, perk: str, rule: str, why: Why) -> None:
+        """Publish that the perk `pid` is taken back (the caller forgets it)."""
+        values = self.decision(derived_id("revoke", self.state.customer_id, "perk", pid, self.caused_by), rule, why)
+        values["type"] = "perk.revoked"
+        values["perk_id"] = pid
+        values["perk"] = perk
+        out = self.out
+        if not out.revoked:
+            out.revoked_at = len(out.emitted)
+        out.revoked.append(trusted(PerkRevoked, values))
+        self.remember({"kind": "perk_revoked", "perk": perk, "rule": rule, "explanation": why[0]})
 
     def hold(self, held: SuppressedPerk) -> None:
         """Record a perk held back, with why."""

@@ -9,18 +9,32 @@ from decimal import Decimal
 from engine.loyalty.budgets import BudgetLedger
 from engine.loyalty.evaluation import evaluate, evaluate_volume, grant_referral_reward
 from engine.loyalty.facts import already_applied, apply
-from engine.loyalty.outcome import Outcome, Recorder, ReferralCredited, erasure_notice
+from engine.loyalty.outcome import Outcome, Recorder, ReferralCredited, ReferralReverted, erasure_notice
 from engine.loyalty.policy import Policy
 from engine.loyalty.population import Population
+from engine.loyalty.revocation import (
+    hold_credit,
+    hold_purchase,
+    may_undo,
+    prune,
+    release_credits,
+    undo_purchase,
+    undo_referral,
+    waits,
+)
 from engine.loyalty.state import CustomerState
-from schemas.events import ErasureRequested, InboundEvent
+from schemas.events import ErasureRequested, InboundEvent, PurchaseCompleted, PurchaseRefunded
+
+Applied = InboundEvent | ReferralCredited | ReferralReverted
+"""What `evolve` applies: an inbound event, or an internal fact addressed to a referrer by their friend's purchase
+(a credit) or full refund within the hold (a reversal: engine/loyalty/revocation.py)."""
 
 MAX_CATCH_UP_STEPS = 1000
 
 
 def evolve(
     state: CustomerState | None,
-    event: InboundEvent | ReferralCredited,
+    event: Applied,
     policy: Policy,
     ledger: BudgetLedger | None = None,
 ) -> Outcome:
@@ -35,7 +49,7 @@ def evolve(
 
 def evolve_in_place(
     state: CustomerState | None,
-    event: InboundEvent | ReferralCredited,
+    event: Applied,
     policy: Policy,
     ledger: BudgetLedger | None = None,
 ) -> Outcome:
@@ -55,7 +69,10 @@ def evolve_in_place(
             # Late: the customer's state is already past it (a later event, or a midnight). It is applied all the
             # same (a purchase uploaded days late by an offline till still counts) and what it decides says so.
             out.late = event.occurred_at
-    credit = apply(state, event, policy)
+    holds = policy.perks.holds
+    undoable = holds and isinstance(event, PurchaseRefunded) and may_undo(state, event)
+    pending = holds and isinstance(event, ReferralCredited) and waits(policy)  # (counted once the hold passed)
+    credit = None if pending else apply(state, event, policy)
     if credit is not None:
         out.referrals.append(credit)
     if event.occurred_at > state.clock:
@@ -64,8 +81,21 @@ def evolve_in_place(
     seen.append(event.event_id)
     if len(seen) > policy.dedup_memory:
         del seen[: -policy.dedup_memory]
+    if holds:  # (what a refund may undo: engine/loyalty/revocation.py)
+        if isinstance(event, PurchaseCompleted):
+            hold_purchase(state, event, credit, policy)
+        elif undoable:
+            reverted = undo_purchase(state, event, policy, out)  # type: ignore[arg-type]
+            if reverted is not None:
+                out.reversals.append(reverted)
+        elif isinstance(event, ReferralCredited):
+            hold_credit(state, event, pending)
+        elif isinstance(event, ReferralReverted):
+            undo_referral(state, event, policy, out)
+        if state.held:
+            prune(state, policy)
     evaluate(state, state.clock, event.event_id, policy, out)
-    if isinstance(event, ReferralCredited):
+    if isinstance(event, ReferralCredited) and not pending:
         grant_referral_reward(state, state.clock, event.event_id, policy, out)
     state.due = next_due(state, policy)
     return out.outcome(state)
@@ -132,6 +162,11 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
         candidates.append(state.demotion_pending_since + spans.grace)
     if state.strong_since is not None and not state.permanent:
         candidates.append(state.strong_since + spans.permanent)
+    if state.held:  # a referral credit waiting for its hold (already over: at the next boundary)
+        soonest = floor + _INSTANT
+        for _, credited, _, _, pending, _ in state.held:
+            if pending:
+                candidates.append(max(credited + spans.referral_hold, soonest))
     for moment in candidates:
         if moment > floor and (earliest is None or moment < earliest):
             earliest = moment
@@ -139,6 +174,7 @@ def next_due(state: CustomerState, policy: Policy) -> datetime | None:
 
 
 _HABITUAL = frozenset({"habitual", "exclusive"})
+_INSTANT = timedelta(microseconds=1)
 _MIDNIGHT = time(tzinfo=UTC)
 
 
@@ -181,4 +217,7 @@ def _catch_up(state: CustomerState, until: datetime, policy: Policy, out: Record
             return
         state.clock = due
         evaluate(state, due, f"sweep:{due.date().isoformat()}", policy, out)
+        if state.held:
+            release_credits(state, policy, out)
+            prune(state, policy)
         state.due = next_due(state, policy)

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
-from engine.loyalty.outcome import ReferralCredited
+from engine.loyalty.outcome import ReferralCredited, ReferralReverted
 from engine.loyalty.policy import Policy
 from engine.loyalty.state import CustomerState, Feedback, Purchase
 from schemas.events import (
@@ -35,8 +35,11 @@ def already_applied(state: CustomerState, event: Fact) -> bool:
     return False
 
 
-def apply(state: CustomerState, event: Fact | ReferralCredited, policy: Policy) -> ReferralCredited | None:
-    """Record the event's facts on `state` (in place); return a referral credit for another customer, if any."""
+def apply(
+    state: CustomerState, event: Fact | ReferralCredited | ReferralReverted, policy: Policy
+) -> ReferralCredited | None:
+    """Record the event's facts on `state` (in place); return a referral credit for another customer, if any. (A
+    referral reversal is applied by engine/loyalty/revocation.py.)"""
     if isinstance(event, PurchaseCompleted):
         return _purchase(state, event, policy)
     if isinstance(event, PurchaseRefunded):
@@ -71,14 +74,27 @@ def _purchase(state: CustomerState, event: PurchaseCompleted, policy: Policy) ->
     referrer = event.referred_by or state.referred_by
     if not first or referrer is None or referrer == state.customer_id:
         return None
-    digest = hashlib.sha256(f"referral|{event.event_id}".encode()).hexdigest()[:24]
     return ReferralCredited(
-        event_id=f"ref-{digest}",
+        event_id=credit_id(event.event_id),
         customer_id=referrer,
         referred_customer_id=state.customer_id,
         occurred_at=event.occurred_at,
         caused_by=event.event_id,
     )
+
+
+def credit_id(purchase_id: str) -> str:
+    """The id of the referral credit a referred customer's first purchase (its event id) sends their referrer."""
+    digest = hashlib.sha256(f"referral|{purchase_id}".encode()).hexdigest()[:24]
+    return f"ref-{digest}"
+
+
+def fully_refunded(state: CustomerState, order_id: str) -> bool:
+    """Whether the purchase of `order_id` is recorded and refunded in full (False when it is not recorded)."""
+    for order, _, amount, refunded in state.purchases:
+        if order == order_id:
+            return refunded >= amount
+    return False
 
 
 def _purchase_time(purchase: Purchase) -> datetime:

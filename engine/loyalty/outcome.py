@@ -20,13 +20,17 @@ from schemas.events import (
     ErasureRequested,
     Id,
     PerkGranted,
+    PerkRevoked,
     StepChanged,
     Timestamp,
 )
 
 DecisionEvent = PerkGranted | StepChanged | ClassificationChanged | CustomerErased
-"""Any one of the events the core publishes: the decisions (their common base is `schemas.events.Decision`) and
-the erasure notice."""
+"""Any one of the events the core publishes but revocations: the decisions (their common base is
+`schemas.events.Decision`) and the erasure notice. (What the worker publishes: revocations are decided only under a
+policy with holds, which it refuses until it publishes them: see `Outcome.published`.)"""
+Published = DecisionEvent | PerkRevoked
+"""Any one of the events the core publishes, revocations included (`Outcome.published`)."""
 
 
 def derived_id(prefix: str, customer_id: str, what: str, value: str, caused_by: str) -> str:
@@ -63,10 +67,25 @@ class ReferralCredited(BaseModel):
     caused_by: str
 
 
+class ReferralReverted(BaseModel):
+    """Internal fact: a converted referral was undone (the friend's first purchase fully refunded within the hold:
+    engine/loyalty/revocation.py); addressed to the referrer, it takes back the conversion `credit_id` credited."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id
+    type: Literal["referral.reverted"] = "referral.reverted"
+    customer_id: Id
+    referred_customer_id: Id
+    occurred_at: Timestamp  # the refund's event time
+    caused_by: str  # the refund's event id
+    credit_id: str  # the event id of the `ReferralCredited` it undoes
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The next state (None after erasure), the decisions (or the erasure notice) to publish, held-back perks,
-    referral credits."""
+    referral credits, and referral reversals (each for its referrer, as credits are: only under a policy with holds)."""
 
     state: CustomerState | None
     emitted: tuple[DecisionEvent, ...] = ()
@@ -74,6 +93,16 @@ class Outcome:
     referrals: tuple[ReferralCredited, ...] = ()
     duplicate: bool = False
     evaluated_spend: tuple[datetime, Decimal] | None = None  # the window spend its last evaluation found, and when
+    reversals: tuple[ReferralReverted, ...] = ()
+    revoked: tuple[PerkRevoked, ...] = ()  # perks taken back (engine/loyalty/revocation.py), decided together...
+    revoked_at: int = 0  # ...before `emitted[revoked_at]` (what time caught up came before; the re-evaluation after)
+
+    def published(self) -> tuple[Published, ...]:
+        """Everything to publish, in the order decided: `emitted` with the revocations in their place."""
+        if not self.revoked:
+            return self.emitted
+        at = self.revoked_at
+        return (*self.emitted[:at], *self.revoked, *self.emitted[at:])
 
 
 @dataclass(slots=True)
@@ -83,6 +112,9 @@ class Recorder:
     emitted: list[DecisionEvent] = field(default_factory=list)
     suppressed: list[SuppressedPerk] = field(default_factory=list)
     referrals: list[ReferralCredited] = field(default_factory=list)
+    reversals: list[ReferralReverted] = field(default_factory=list)
+    revoked: list[PerkRevoked] = field(default_factory=list)
+    revoked_at: int = 0  # how many were emitted before the revocations (all decided at one point of an event)
     late: datetime | None = None  # the time of the event being applied, when it came after later ones (see evolve)
     evaluated_spend: tuple[datetime, Decimal] | None = None  # set by each evaluation (see Outcome)
     ledger: BudgetLedger | None = None  # where grants are counted against the perk rules' budgets (loyalty.budgets)
@@ -90,4 +122,6 @@ class Recorder:
     def outcome(self, state: CustomerState | None, duplicate: bool = False) -> Outcome:
         """Freeze what was recorded."""
         emitted, suppressed, referrals = tuple(self.emitted), tuple(self.suppressed), tuple(self.referrals)
-        return Outcome(state, emitted, suppressed, referrals, duplicate, self.evaluated_spend)
+        reversals, revoked = tuple(self.reversals), tuple(self.revoked)
+        spend = self.evaluated_spend
+        return Outcome(state, emitted, suppressed, referrals, duplicate, spend, reversals, revoked, self.revoked_at)

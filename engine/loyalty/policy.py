@@ -68,12 +68,26 @@ class Experience(_Part):
     negative_max_csat: Annotated[int, Field(ge=1, le=5)] = 2
 
 
+HoldDays = Annotated[int, Field(ge=0, le=3650)]
+
+
 class Perks(_Part):
-    """Perk limits (seed 001): one of a type per cooldown, a cap per period."""
+    """Perk limits (seed 001): one of a type per cooldown, a cap per period. And the holds (issue 19), both off by
+    default: `refund_hold_days`, how long after a purchase its full refund takes back what it earned (the welcome
+    or step perks it brought, the referral it converted; 0: never); `referral_hold_days`, how long after a referred
+    friend's first purchase the referrer waits for the referral reward, which a full refund within it cancels (0: at
+    once)."""
 
     cooldown_days: Days = 30
     cap: PositiveInt = 3
     cap_period_days: Days = 30
+    refund_hold_days: HoldDays = 0
+    referral_hold_days: HoldDays = 0
+
+    @property
+    def holds(self) -> bool:
+        """Whether purchases are held (a refund may undo what they earned, or a referral reward waits)."""
+        return self.refund_hold_days > 0 or self.referral_hold_days > 0
 
 
 class WordOfMouth(_Part):
@@ -132,6 +146,9 @@ class Policy(_Part):
         data = self._data()
         if self.perk_rules == DEFAULT_PERK_RULES:
             del data["perk_rules"]
+        for hold in _HOLDS:  # (likewise the holds, off by default: added after the version was published)
+            if data["perks"][hold] == 0:
+                del data["perks"][hold]
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
     @cached_property
@@ -156,6 +173,9 @@ class Policy(_Part):
             cooldown=timedelta(days=perks.cooldown_days),
             cap_period=timedelta(days=perks.cap_period_days),
             perk_memory=timedelta(days=max(perks.cooldown_days, perks.cap_period_days)),
+            refund_hold=timedelta(days=perks.refund_hold_days),
+            referral_hold=timedelta(days=perks.referral_hold_days),
+            conversion_hold=timedelta(days=max(perks.refund_hold_days, perks.referral_hold_days)),
         )
 
     @cached_property
@@ -193,7 +213,8 @@ class Policy(_Part):
 @dataclass(frozen=True, slots=True)
 class Spans:
     """The policy's durations: the rolling window, inactivity (first day counted as inactive), demotion grace,
-    permanence, the perk cooldown and cap period, and how long granted perks are remembered."""
+    permanence, the perk cooldown and cap period, how long granted perks are remembered, and the holds (a
+    conversion is held for the longer of the two: see engine/loyalty/revocation.py)."""
 
     window: timedelta
     inactive: timedelta
@@ -202,9 +223,25 @@ class Spans:
     cooldown: timedelta
     cap_period: timedelta
     perk_memory: timedelta
+    refund_hold: timedelta
+    referral_hold: timedelta
+    conversion_hold: timedelta
 
 
+_HOLDS = ("refund_hold_days", "referral_hold_days")
 DEFAULT_POLICY = Policy()
+
+
+def refuse_holds(policy: Policy, command: str) -> None:
+    """Refuse a policy with a refund or referral hold for `command` (the worker, bootstrap): they do not publish
+    revocations yet (issue 19, item 2: only the replay does), and would grant what the replay takes back."""
+    for hold in _HOLDS:
+        days = getattr(policy.perks, hold)
+        if days:
+            raise PolicyError(
+                f"perks.{hold} is {days} in the policy: `{command}` does not revoke perks yet (only `escalera "
+                f"replay` does); set perks.{hold} to 0 (the default) to run it"
+            )
 
 
 def load_policy(path: Path | None) -> Policy:

@@ -18,6 +18,13 @@ Purchase = tuple[str, datetime, Decimal, Decimal]
 Feedback = tuple[datetime, bool, bool, bool, bool, bool]
 # (perk, granted at)
 PerkGrant = tuple[str, datetime]
+# (perk_id, perk, granted at): a perk granted for something that may still be undone
+EarnedPerk = tuple[str, str, datetime]
+# Something that may still be undone within the policy's holds (engine/loyalty/revocation.py): (the event id of what
+# earned it: a purchase's, or a referral credit's; when it happened; the purchase's order id (None for a credit); the
+# referrer its purchase converted (None if none); whether a referral reward waits for the hold to pass; the perks it
+# earned)
+Held = tuple[str, datetime, str | None, str | None, bool, tuple[EarnedPerk, ...]]
 
 
 @dataclass(slots=True)
@@ -58,6 +65,9 @@ class CustomerState:
     perks: list[PerkGrant] = field(default_factory=list)
     seen_ids: list[str] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # Within the holds only, and only under a policy with holds: stored only when not empty (a state without holds is
+    # stored byte for byte as before they existed, and one stored before reads as holding none).
+    held: list[Held] = field(default_factory=list)
 
     def copy(self) -> CustomerState:
         """A copy whose lists can change without touching this one."""
@@ -80,7 +90,10 @@ class CustomerState:
     def to_json(self) -> bytes:
         """The state as JSON bytes (decimals as strings, times as RFC 3339); `from_json` reads it back exactly. Not
         what is stored: that is `encode`."""
-        return orjson.dumps({name: getattr(self, name) for name in _FIELDS}, default=_encode)
+        data = {name: getattr(self, name) for name in _STORED}
+        if self.held:
+            data["held"] = self.held
+        return orjson.dumps(data, default=_encode)
 
     @classmethod
     def from_json(cls, raw: bytes) -> CustomerState:
@@ -102,10 +115,22 @@ class CustomerState:
         data["purchases"] = [(o, datetime.fromisoformat(t), Decimal(a), Decimal(r)) for o, t, a, r in data["purchases"]]
         data["feedback"] = [(datetime.fromisoformat(t), *flags) for t, *flags in data["feedback"]]
         data["perks"] = [(perk, datetime.fromisoformat(t)) for perk, t in data["perks"]]
+        held = data.get("held")
+        if held is not None:
+            data["held"] = [
+                (cause, datetime.fromisoformat(t), order, referrer, pending, tuple(_earned(e) for e in earned))
+                for cause, t, order, referrer, pending, earned in held
+            ]
         return cls(**data)
 
 
 _FIELDS = tuple(f.name for f in fields(CustomerState))
+_STORED = tuple(name for name in _FIELDS if name != "held")  # (`held` is stored only when not empty)
+
+
+def _earned(stored: list[Any]) -> EarnedPerk:
+    pid, perk, t = stored
+    return pid, perk, datetime.fromisoformat(t)
 
 
 class StateSummary(msgspec.Struct, frozen=True):

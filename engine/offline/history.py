@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from engine.errors import EscaleraError
-from engine.loyalty import DecisionEvent, Policy, Population
+from engine.loyalty import Policy, Population, Published
 from engine.offline.lines import read_lines
 from engine.offline.replay import DAY, DEFAULT_PARTITIONS, Replay
 from schemas.decoder import DecodeLimits
@@ -31,12 +31,12 @@ class Cutover:
     (None: nothing is published)."""
 
     publish_from: datetime | None
-    historic: Callable[[DecisionEvent], None]
-    live: Callable[[DecisionEvent], None]
+    historic: Callable[[Published], None]
+    live: Callable[[Published], None]
     published: int = 0
     held: int = 0
 
-    def decide(self, decision: DecisionEvent) -> None:
+    def decide(self, decision: Published) -> None:
         """Send one decision where its time puts it."""
         if self.publish_from is not None and decision.occurred_at >= self.publish_from:
             self.published += 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from engine.loyalty import CustomerState, DecisionEvent, Policy, Population
+from engine.loyalty import CustomerState, Policy, Population, Published
 from engine.loyalty.view import view
 from engine.offline.funnel import draw_funnel
 from engine.offline.lines import read_lines
@@ -76,7 +76,7 @@ class DecisionFiles:
         for handle in (self.perks, self.transitions, self.dead_letters):
             handle.close()
 
-    def decision(self, decision: DecisionEvent) -> None:
+    def decision(self, decision: Published) -> None:
         """Append a perk or a transition; an erasure notice to both files, as the worker sends it to both topics."""
         line = flat_json(decision) + b"\n"
         for stream in outbound_streams(decision.type):

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 from engine.loyalty import (
     CustomerState,
-    DecisionEvent,
     Outcome,
     Policy,
     Population,
+    Published,
     ReferralCredited,
+    ReferralReverted,
     SuppressedPerk,
     day_start,
     evolve_in_place,
@@ -43,6 +44,7 @@ class ReplayCounts:
     erasure_notices: int = 0  # customer.erased notices sent: one per erasure request, held customer or not
     rejections: Counter[str] = field(default_factory=Counter)
     perks_granted: Counter[str] = field(default_factory=Counter)
+    perks_revoked: Counter[str] = field(default_factory=Counter)  # taken back by a refund within the hold
     perks_suppressed: Counter[str] = field(default_factory=Counter)  # perk:reason (cooldown, cap, window, ...)
     transitions: Counter[str] = field(default_factory=Counter)
 
@@ -59,7 +61,7 @@ class Replay:
         policy: Policy,
         limits: DecodeLimits,
         now: datetime,
-        on_decision: Callable[[DecisionEvent], None],
+        on_decision: Callable[[Published], None],
         on_rejected: Callable[[EventRejected], None],
         partitions: int = DEFAULT_PARTITIONS,
     ) -> None:
@@ -147,7 +149,7 @@ class Replay:
         self._passed = max(self._passed, until)
         self._next_midnight = self._passed + DAY
 
-    def _apply(self, event: InboundEvent | ReferralCredited) -> None:
+    def _apply(self, event: InboundEvent | ReferralCredited | ReferralReverted) -> None:
         state = self.states.get(event.customer_id)
         due = None if state is None else state.due
         # The replay owns its states: changed in place.
@@ -155,6 +157,8 @@ class Replay:
         self._record(event.customer_id, outcome, due)
         for credit in outcome.referrals:
             self._apply(credit)  # the referrer's state is right here: credit it directly
+        for reverted in outcome.reversals:
+            self._apply(reverted)  # (likewise a conversion undone by a refund within the hold)
 
     def _sweep_due(self, until: datetime) -> None:
         for customer_id, outcome, due_before in sweep_due(self.due, until, self.states.get, self.policy, self._ledger):
@@ -177,9 +181,11 @@ class Replay:
             due = outcome.state.due
             if due is not None and due != due_before:  # stale entries are checked again when they come up
                 self.due.add(due, customer_id)
-        for decision in outcome.emitted:
+        for decision in outcome.published():
             if decision.type == "perk.granted":
                 self.counts.perks_granted[decision.perk] += 1
+            elif decision.type == "perk.revoked":
+                self.counts.perks_revoked[decision.perk] += 1
             elif decision.type == "customer.erased":
                 self.counts.erasure_notices += 1
             else:

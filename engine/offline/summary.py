@@ -40,6 +40,7 @@ def summary(states: Iterable[CustomerState], counts: ReplayCounts, policy: Polic
         "permanent": sum(state.permanent for state in customers),
         "perks_granted": dict(sorted(counts.perks_granted.items())),
         "perks_suppressed": dict(sorted(counts.perks_suppressed.items())),
+        **({"perks_revoked": dict(sorted(counts.perks_revoked.items()))} if counts.perks_revoked else {}),
         "transitions": dict(sorted(counts.transitions.items())),
         "rejections": dict(sorted(counts.rejections.items())),
         "complaints": {

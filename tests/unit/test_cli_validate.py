@@ -134,4 +134,4 @@ def test_schemas_export_writes_the_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["schemas", "export", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "purchase.completed.json").is_file()
-    assert "wrote 12 JSON Schema files" in result.stdout
+    assert "wrote 13 JSON Schema files" in result.stdout
