@@ -329,6 +329,22 @@ def test_the_current_event_faust_sets_while_the_decisions_are_delivered_is_kept_
     assert h.stream.current_event is newcomer
 
 
+def test_the_current_event_faust_sets_while_a_batch_asks_where_reading_resumes_is_kept_after_the_batch() -> None:
+    """The first batch after an assignment awaits the broker (`Continuity.settle_starts`) before reading its states:
+    the record Faust's reader takes meanwhile must be the current event when the batch is over (issue 18)."""
+    h = Harness()
+    newcomer = FakeRecord(FakeMessage(PURCHASES, 0, 99), b"c-9", b"{}")
+
+    async def earliest_offsets(*tps: Any) -> dict[Any, int]:  # the broker's answer; Faust's reader meanwhile
+        h.stream.current_event = newcomer
+        return {tp: 0 for tp in tps}
+
+    h.consumer.earliest_offsets = earliest_offsets  # type: ignore[attr-defined]
+    h.run(h.event(CUSTOMERS, register("c-1", 0)), h.event(PURCHASES, purchase("c-2", 0)))
+    assert len(h.table.writes) == 2 and all(w.event is not newcomer for w in h.table.writes)
+    assert h.stream.current_event is newcomer
+
+
 # ---- 6. deliver before write ---------------------------------------------------------------------------------
 
 
