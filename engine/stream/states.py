@@ -166,9 +166,3 @@ class BatchStates:
         if self.first is not None:
             return self.first.stored(partition, key)
         return self.table.get(key)
-
-    def restored(self) -> bool:
-        """Whether Faust has brought the table's active partitions up to their changelogs since the last rebalance
-        began (`TableManager.actives_ready`); a table without Faust's app (the tests' fake) always is."""
-        tables = getattr(getattr(self.table, "app", None), "tables", None)
-        return tables is None or bool(getattr(tables, "actives_ready", True))

@@ -196,11 +196,6 @@ def test_two_workers_sharing_the_partitions_grant_the_replays_perks(bootstrap: s
     assert_ledgers_saved(bootstrap, env, perks)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, open: a batch can be applied before Faust reports the seeded table restored, so its partition "
-    "has no ledger yet and a budgeted perk is held back ('no budget ledger'); failed 1 of 2 fresh-clone runs",
-)
 def test_workers_seeded_by_bootstrap_go_on_counting_the_historys_budgets(bootstrap: str, tmp_path: Path) -> None:
     lines = simulation(300, seed=11)
     half = len(lines) // 2

@@ -107,11 +107,9 @@ class Continuity:
             from aiokafka.structs import TopicPartition
 
             made = thread._ensure_consumer()
-            for tp in wanted:
-                asked = thread.call_thread(made.committed, TopicPartition(tp.topic, tp.partition))
-                committed = await asyncio.wait_for(asked, timeout=ASK_SECONDS)
-                if committed is not None:
-                    found[tp] = committed
+            asked = [thread.call_thread(made.committed, TopicPartition(tp.topic, tp.partition)) for tp in wanted]
+            answers = await asyncio.wait_for(asyncio.gather(*asked), timeout=ASK_SECONDS)  # at once, not in turn
+            found = {tp: committed for tp, committed in zip(wanted, answers, strict=True) if committed is not None}
         rest = [tp for tp in wanted if tp not in found]
         if rest and earliest is not None:
             found.update({tp: offset for tp, offset in (await earliest(*rest)).items() if tp in rest})
