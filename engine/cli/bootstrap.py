@@ -27,7 +27,6 @@ from engine.broker.seed import BootstrapRefused, SeedWriter, delete_seeded, live
 from engine.broker.topics import ensure_topics
 from engine.cli.offline import file_errors, parse_timestamp, progress_bar
 from engine.loyalty import Published, load_policy
-from engine.loyalty.policy import refuse_holds
 from engine.offline.history import Cutover, Folded, fold
 from engine.offline.outputs import DecisionFiles, write_outputs
 from engine.settings import Settings
@@ -60,7 +59,6 @@ def bootstrap(
     settings: Settings = ctx.obj
     workers_policy = load_policy(settings.policy_file)
     effective = load_policy(policy) if policy is not None else workers_policy
-    refuse_holds(effective, "escalera bootstrap")  # (revocations are not wired in the worker yet)
     if effective.version != workers_policy.version:
         raise BootstrapRefused(
             f"the policy {policy} (version {effective.version}) is not the one the workers will run "

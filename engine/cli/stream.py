@@ -46,13 +46,11 @@ def worker_command(
 ) -> None:
     # Its help text (the docstring) is `_WORKER_HELP` below, with the settings' defaults filled in.
     from engine.loyalty import load_policy
-    from engine.loyalty.policy import refuse_holds
     from engine.stream.app import use_event_loop
     from engine.stream.worker import run_worker
 
     settings: Settings = ctx.obj
     policy = load_policy(settings.policy_file)
-    refuse_holds(policy, "escalera worker")  # (revocations are not wired in the worker yet)
     use_event_loop(settings)  # uvloop asked for and missing ends here, naming ESCALERA_EVENT_LOOP
     check_web_port(settings)  # a second worker on the same port ends here, in one line, not in Faust's traceback
     check_broker(settings, on_wait=_say)  # no broker, a wrong password or an untrusted certificate ends here

@@ -232,18 +232,6 @@ _HOLDS = ("refund_hold_days", "referral_hold_days")
 DEFAULT_POLICY = Policy()
 
 
-def refuse_holds(policy: Policy, command: str) -> None:
-    """Refuse a policy with a refund or referral hold for `command` (the worker, bootstrap): they do not publish
-    revocations yet (issue 19, item 2: only the replay does), and would grant what the replay takes back."""
-    for hold in _HOLDS:
-        days = getattr(policy.perks, hold)
-        if days:
-            raise PolicyError(
-                f"perks.{hold} is {days} in the policy: `{command}` does not revoke perks yet (only `escalera "
-                f"replay` does); set perks.{hold} to 0 (the default) to run it"
-            )
-
-
 def load_policy(path: Path | None) -> Policy:
     """The policy in `path` (YAML; missing keys keep their defaults), or the defaults when `path` is None."""
     if path is None:

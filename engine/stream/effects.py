@@ -1,5 +1,6 @@
 """What an outcome leads to on a worker: its state kept for the batch's table write, the partition's counts and due
-calendar updated, its decisions and referral credits queued for sending (and a rejection's dead letter)."""
+calendar updated, its decisions (revocations among them) and referral credits and reversals queued for sending (and a
+rejection's dead letter)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.broker.partitioner import partition_of
-from engine.loyalty import Outcome, ReferralCredited
+from engine.loyalty import Outcome, ReferralCredited, ReferralReverted
 from engine.stream import records
 from engine.stream.inputs import LOCAL_CREDITS, Inputs
 from engine.stream.metrics import WorkerMetrics
@@ -64,24 +65,28 @@ class Effects:
             if state.due is not None and state.due != due:
                 owned.calendar.add(state.due, customer_id)
         key = customer_id.encode()
-        self.undelivered |= bool(outcome.emitted or outcome.referrals)
-        for decision in outcome.emitted:
+        self.undelivered |= bool(outcome.emitted or outcome.revoked or outcome.referrals or outcome.reversals)
+        for decision in outcome.published():  # (a revocation in its place among the decisions, as the replay has it)
             value = flat_json(decision)
             for stream in outbound_streams(decision.type):  # an erasure notice goes to both
                 self.send(self.channels.perks if stream == "perks" else self.channels.transitions, key, value)
         for credit in outcome.referrals:
             self.credit(credit)
+            self.metrics.referral_credits.inc()
+        for reverted in outcome.reversals:
+            self.credit(reverted)
+            self.metrics.referral_reversals.inc()
 
-    def credit(self, credit: ReferralCredited) -> None:
-        """Send a referral credit to the referrer's partition; if this worker owns it, queue it here too, at
-        its event time (the copy from Kafka then changes nothing; it is there in case this worker dies)."""
-        key = credit.customer_id.encode()
-        self.send(self.channels.internal, key, records.encode(records.Credit(credit)))
-        self.metrics.referral_credits.inc()
+    def credit(self, fact: ReferralCredited | ReferralReverted) -> None:
+        """Send a referral credit (or its reversal) to the referrer's partition; if this worker owns it, queue it here
+        too, at its event time (the copy from Kafka then changes nothing; it is there in case this worker dies)."""
+        key = fact.customer_id.encode()
+        internal = records.Credit(fact) if isinstance(fact, ReferralCredited) else records.Reverted(fact)
+        self.send(self.channels.internal, key, records.encode(internal))
         partition = partition_of(key, self.topic_partitions)
         context = self.context.get(partition)
         if partition in self.partitions and context is not None:
-            self.inputs.queue((LOCAL_CREDITS, partition), credit.occurred_at, (context, credit, False))
+            self.inputs.queue((LOCAL_CREDITS, partition), fact.occurred_at, (context, fact, False))
 
     def dead_letter(self, rejection: Rejection, message: Any) -> None:
         """A record that is not a valid event: to the dead-letter topic, with its place and the reason."""

@@ -14,16 +14,25 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.loyalty import DecisionEvent, Outcome
+from engine.loyalty import Outcome, Published
 from engine.loyalty.perks import SuppressionReason
 from engine.loyalty.policy import WordOfMouth
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth, unhappy_per_formal_complaint
-from schemas.events import INBOUND_TYPES, CustomerErased, PerkGranted, PerkType, RejectionReason, StepChanged
+from schemas.events import (
+    INBOUND_TYPES,
+    CustomerErased,
+    PerkGranted,
+    PerkRevoked,
+    PerkType,
+    RejectionReason,
+    StepChanged,
+)
 
 PROCESSING_BUCKETS = (0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0, 2_592_000.0)
-# Granted, or held back for a reason: the cooldown, the cap, a perk rule's window, conditions or budget.
-PERK_OUTCOMES = ("granted", *(f"suppressed_{reason}" for reason in get_args(SuppressionReason)))
+# Granted, held back for a reason (the cooldown, the cap, a perk rule's window, conditions or budget), or revoked (what
+# earned it undone within the policy's hold: engine/loyalty/revocation.py).
+PERK_OUTCOMES = ("granted", *(f"suppressed_{reason}" for reason in get_args(SuppressionReason)), "revoked")
 NONE = "none"  # a label value for "nothing before" (first placement) and unknown event types
 
 
@@ -57,8 +66,8 @@ class WorkerMetrics:
         )
         self.perks = Counter(
             "escalera_perks",
-            "Perks decided, by perk and outcome (granted, or suppressed_<reason>: by the cooldown, the cap, or a perk "
-            "rule's window, conditions or budget).",
+            "Perks decided, by perk and outcome (granted; suppressed_<reason>: by the cooldown, the cap, or a perk "
+            "rule's window, conditions or budget; revoked: what earned it undone within the policy's refund hold).",
             ["perk", "outcome"],
             registry=registry,
         )
@@ -77,6 +86,12 @@ class WorkerMetrics:
         self.referral_credits = Counter(
             "escalera_referral_credits",
             "Referral credits sent to a referrer's partition (a referred customer's first purchase).",
+            registry=registry,
+        )
+        self.referral_reversals = Counter(
+            "escalera_referral_reversals",
+            "Referral conversions undone, sent to the referrer's partition (the referred customer's first purchase "
+            "fully refunded within the policy's hold).",
             registry=registry,
         )
         self.time_sweeps = Counter(
@@ -134,14 +149,16 @@ class WorkerMetrics:
 
     def decided(self, outcome: Outcome) -> None:
         """The transitions and perks of one outcome (of an event or of the passage of time)."""
-        self._decisions(outcome.emitted)
+        self._decisions(outcome.published())
         for held in outcome.suppressed:
             self.perks.labels(held.perk, f"suppressed_{held.reason}").inc()
 
-    def _decisions(self, decisions: Iterable[DecisionEvent]) -> None:
+    def _decisions(self, decisions: Iterable[Published]) -> None:
         for decision in decisions:
             if isinstance(decision, PerkGranted):
                 self.perks.labels(decision.perk, "granted").inc()
+            elif isinstance(decision, PerkRevoked):
+                self.perks.labels(decision.perk, "revoked").inc()
             elif isinstance(decision, StepChanged):
                 self.transitions.labels("step", decision.from_step or NONE, decision.to_step).inc()
             elif isinstance(decision, CustomerErased):

@@ -29,7 +29,7 @@ from typing import Any
 from engine.broker.partitioner import partition_of
 from engine.broker.table_keys import ledger_key
 from engine.errors import NotOwnedHere
-from engine.loyalty import CustomerState, Policy, ReferralCredited, day_start, evolve_in_place
+from engine.loyalty import CustomerState, Policy, ReferralCredited, ReferralReverted, day_start, evolve_in_place
 from engine.loyalty.budgets import BudgetError, Ledgers, PartitionLedger
 from engine.loyalty.due import sweep_due
 from engine.loyalty.volume import classify_day
@@ -58,7 +58,8 @@ BATCH_WAIT = 0.02  # seconds a batch waits to fill
 DAY = timedelta(days=1)
 _BEFORE = timedelta(microseconds=1)  # the merge lets go items up to a time inclusive: just before a midnight
 
-_Item = tuple[Any, InboundEvent | ReferralCredited, bool]
+_Fact = InboundEvent | ReferralCredited | ReferralReverted  # what is applied to a customer
+_Item = tuple[Any, _Fact, bool]
 """A queued record: the Faust record (its partition is where the state is written), what it says, and whether
 acknowledging that record is this item's to do."""
 
@@ -83,7 +84,7 @@ class Processor:
         # One merge over every input this worker owns: partitions cannot run ahead of one another, so a
         # referral credit reaches its referrer before the referrer's later events, as in the replay.
         self.inputs: Inputs[_Item] = Inputs(consumer, settings.inbound_topics, settings.arrival_grace_seconds)
-        self.referrals = ReferralFrontier(settings.topic_partitions)
+        self.referrals = ReferralFrontier(settings.topic_partitions, policy.perks.holds)
         self.states = BatchStates(channels.customers)
         self.clock = StreamClock(wall_clock_when_idle=settings.wall_clock_when_idle)
         self.board = PopulationBoard(settings.topic_partitions, policy.classification.high_volume_share)
@@ -96,6 +97,9 @@ class Processor:
         # Referral credits this worker made for a partition it owns (event id -> that partition), until their copy
         # comes back from the internal topic: it waits for no arrival grace (`_queue_credit`).
         self.credits_made: dict[str, int] = {}
+        # Those of them applied here before their copy came back (event id -> partition): the copy is then passed over
+        # (`_queue_credit`), not applied as a duplicate, which it is not once the referrer was erased in between.
+        self.applied_here: dict[str, int] = {}
         self._wake: asyncio.TimerHandle | None = None  # a tick to send when the arrival grace ends (`_wake_up`)
         self._wake_at = 0.0
         self.ownership = Ownership(consumer, settings.inbound_topics, self.internal_topic)
@@ -109,6 +113,7 @@ class Processor:
         self.on_internal: dict[type, Callable[[RecordStream, Any, Any], bool]] = {
             records.Tick: self._tick,
             records.Credit: self._queue_credit,
+            records.Reverted: self._queue_credit,
             records.Watermark: self._heard,
             records.Rerouted: self._rerouted,
         }
@@ -245,7 +250,7 @@ class Processor:
         for partition, mark in self.referrals.announcement(self.partitions, frontier, again):
             self.effects.send(self.channels.internal, None, records.encode(mark), partition)
 
-    def _apply(self, stream: RecordStream, record: Any, event: InboundEvent | ReferralCredited, consumed: bool) -> None:
+    def _apply(self, stream: RecordStream, record: Any, event: _Fact, consumed: bool) -> None:
         """Sweep the partition up to the event's day, then apply the event to its customer (`consumed`: the
         record itself was read from Kafka, not queued by this worker)."""
         began = time.perf_counter()
@@ -260,7 +265,10 @@ class Processor:
         due_before = None if state is None else state.due
         outcome = evolve_in_place(state, event, self.policy, self._ledger(partition))
         self.effects.record(record, partition, event.customer_id, outcome, due_before)
-        for credit in outcome.referrals:
+        if not consumed and event.event_id in self.credits_made:
+            self.applied_here[event.event_id] = partition
+        made: tuple[ReferralCredited | ReferralReverted, ...] = (*outcome.referrals, *outcome.reversals)
+        for credit in made:
             referrer = partition_of(credit.customer_id.encode(), self.settings.topic_partitions)
             if referrer in self.partitions:
                 self.credits_made[credit.event_id] = referrer
@@ -280,13 +288,24 @@ class Processor:
 
     # ---- internal records (see engine.stream.records); each handler returns whether the record is done with ----
 
-    def _queue_credit(self, stream: RecordStream, record: Any, internal: records.Credit) -> bool:
-        """In event-time order with the partition's own events; acknowledged when applied. A credit this worker made
+    def _queue_credit(self, stream: RecordStream, record: Any, internal: records.Credit | records.Reverted) -> bool:
+        """In event-time order with the partition's own events; acknowledged when applied (a referral reversal
+        likewise, in everything said here of credits). A credit this worker made
         (the copy of one it queued itself, or the only one when it could not) waits for no arrival grace, as when it
         was queued here (`Inputs.queue`): a copy holding the later events for a grace from when it was sent delayed
         them as much as the original did. One from another worker, or from before a restart, waits the grace from
-        when it was sent: an event published up to the grace after the purchase it comes from still goes first."""
-        credit = internal.credit
+        when it was sent: an event published up to the grace after the purchase it comes from still goes first.
+
+        The copy of one already applied here is passed over: applied, it would be a duplicate of it for the referrer's
+        state, unless the referrer asked to be erased meanwhile (a later event, applied before the copy came back):
+        the copy then made the erased referrer again, from nothing (the issue 19 equivalence test, one worker,
+        referrers erased after their friends' conversions). A copy read again after a restart is applied: this worker
+        no longer knows it applied the original, whose effects may not have been written."""
+        credit = internal.credit if isinstance(internal, records.Credit) else internal.reverted
+        if self.applied_here.pop(credit.event_id, None) is not None:
+            self.credits_made.pop(credit.event_id, None)
+            self.metrics.consumed(record.message.topic, credit.type, "duplicate")
+            return True
         source = (LOCAL_CREDITS, record.message.partition)
         made_here = self.credits_made.pop(credit.event_id, None) is not None
         published = None if made_here else record.message.timestamp
@@ -433,6 +452,7 @@ class Processor:
         self.inputs.follow(owned)
         self.acks.forget(owned)
         self.credits_made = {made: p for made, p in self.credits_made.items() if p in owned}
+        self.applied_here = {made: p for made, p in self.applied_here.items() if p in owned}
         self.continuity.forget(owned)
         for partition in set(self.partitions) - owned:
             self.clock.forget(partition)

@@ -4,6 +4,8 @@ Each record is a tag byte and a body:
 - a clock tick for the partition it is sent to (`Tick`): the partition's periodic turn;
 - a referral credit for the referrer it is keyed by (`Credit`): applied in event-time order with the referrer's
   own events;
+- a referral reversal for the referrer it is keyed by (`Reverted`: the friend's first purchase fully refunded within
+  the policy's hold, engine/loyalty/revocation.py): applied like a credit;
 - an inbound event that was not keyed by its customer, rerouted to the customer's partition (`Rerouted`);
 - a watermark (`Watermark`): the earliest event time at which the sending worker may still emit a referral credit
   for the partitions it owns; owners of other partitions hold back their later events until it has passed
@@ -18,9 +20,9 @@ from datetime import datetime
 
 import orjson
 
-from engine.loyalty import ReferralCredited
+from engine.loyalty import ReferralCredited, ReferralReverted
 
-TICK, CREDIT, EVENT, WATERMARK = b"T", b"C", b"E", b"W"
+TICK, CREDIT, EVENT, WATERMARK, REVERTED = b"T", b"C", b"E", b"W", b"R"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,13 @@ class Credit:
     """A referral credit for the customer the record is keyed by."""
 
     credit: ReferralCredited
+
+
+@dataclass(frozen=True, slots=True)
+class Reverted:
+    """A referral reversal for the customer the record is keyed by."""
+
+    reverted: ReferralReverted
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +59,7 @@ class Watermark:
     until: datetime | None
 
 
-InternalRecord = Tick | Credit | Rerouted | Watermark
+InternalRecord = Tick | Credit | Reverted | Rerouted | Watermark
 
 
 def encode(record: InternalRecord) -> bytes:
@@ -59,6 +68,8 @@ def encode(record: InternalRecord) -> bytes:
         return TICK
     if isinstance(record, Credit):
         return CREDIT + record.credit.model_dump_json().encode()
+    if isinstance(record, Reverted):
+        return REVERTED + record.reverted.model_dump_json().encode()
     if isinstance(record, Rerouted):
         return EVENT + record.value
     until = None if record.until is None else record.until.isoformat()
@@ -72,6 +83,8 @@ def decode(value: bytes) -> InternalRecord | None:
         return Tick()
     if tag == CREDIT:
         return Credit(ReferralCredited.model_validate_json(body))
+    if tag == REVERTED:
+        return Reverted(ReferralReverted.model_validate_json(body))
     if tag == EVENT:
         return Rerouted(body)
     if tag == WATERMARK:

@@ -5,6 +5,10 @@ tells the owners of the other partitions its frontier — the earliest event tim
 credit — in a `Watermark` on the internal topic, after the credits it sent (records are ordered per partition, so
 a watermark vouches for the credits sent on the partition it was read from). An owner lets its events go only up
 to the lowest frontier it has heard (its barrier).
+
+Under a policy with holds (issue 19) a refund may undo a conversion, and the referrer is then sent a
+`ReferralReverted`, applied in the replay before anything later: a refund that may do so holds the frontier as a
+possible first purchase does.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from engine.loyalty import CustomerState, ReferralCredited
+from engine.loyalty import CustomerState, ReferralCredited, ReferralReverted
 from engine.stream.records import Watermark
 from schemas.events import InboundEvent
 
@@ -22,8 +26,9 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 class ReferralFrontier:
     """Who may still convert a referral here, what the other workers have said of theirs, and what was last said."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, holds: bool = False) -> None:
         self.partitions = partitions
+        self.holds = holds  # the policy's refund or referral hold: a refund may undo a conversion
         self.referred: set[str] = set()  # customers registered with a referrer: their first purchase converts
         # partition read on -> other workers' partitions -> their frontier
         self.heard_on: dict[int, dict[int, datetime | None]] = {}
@@ -38,9 +43,18 @@ class ReferralFrontier:
         """An erased customer is forgotten here too."""
         self.referred.discard(customer_id)
 
-    def may_convert(self, event: InboundEvent | ReferralCredited, state: CustomerState | None) -> bool:
-        """A purchase that may be a referred customer's first, and so may convert a referral (`state`: the customer's
-        state as far as it is known now)."""
+    def may_convert(
+        self, event: InboundEvent | ReferralCredited | ReferralReverted, state: CustomerState | None
+    ) -> bool:
+        """A purchase that may be a referred customer's first, and so may convert a referral, or a refund that may undo
+        one (`state`: the customer's state as far as it is known now; a conversion queued before the refund holds the
+        frontier earlier until applied, and is held in the state after: `engine.loyalty.revocation`)."""
+        if event.type == "purchase.refunded":
+            if not self.holds:
+                return False
+            if state is None:
+                return event.customer_id in self.referred
+            return any(referrer is not None for _, _, _, referrer, _, _ in state.held)
         if event.type != "purchase.completed":
             return False
         if event.referred_by is not None:
@@ -51,7 +65,7 @@ class ReferralFrontier:
 
     def frontier(
         self,
-        queued: Iterable[tuple[datetime, InboundEvent | ReferralCredited]],
+        queued: Iterable[tuple[datetime, InboundEvent | ReferralCredited | ReferralReverted]],
         reading: Iterable[datetime | None],
         state_of: Callable[[str], CustomerState | None],
     ) -> datetime | None:

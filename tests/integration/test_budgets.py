@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from engine.broker import readback
 from engine.broker.partitioner import partition_of
 from engine.broker.seed import SeedWriter
 from engine.broker.topics import ensure_topics
-from engine.loyalty import CustomerState, DecisionEvent, Policy
+from engine.loyalty import CustomerState, DecisionEvent, Policy, Published
 from engine.loyalty.budgets import Ledgers, Period, share
 from engine.loyalty.perk_rules import DEFAULT_PERK_RULES
 from engine.loyalty.policy import load_policy
@@ -242,26 +242,81 @@ def test_ledgers_kept_for_another_partition_count_stop_the_worker_naming_the_set
     assert log.rstrip().endswith(error)  # and the process's exit message, last
 
 
+# The issue's example as a marketer writes it, with the holds and a referral reward added (issue 19, items 2 and 4).
+HOLDS = """  - {trigger: referral.converted, perks: [referral_reward]}
+perks:
+  refund_hold_days: 14
+  referral_hold_days: 7
+"""
+
+
+def referral_lines() -> list[bytes]:
+    """Thirty referrers who bought in September 2025, each with two referred friends. Each referrer's first friend's
+    first purchase is fully refunded 1, 6, 11 or 16 days after it: within the 7-day referral hold (the waiting credit
+    is dropped: no reward), after it and within the 14-day refund hold (the reward granted at the hold's end and the
+    friend's welcome offer are revoked), or after both (nothing taken back). Some friends and referrers then ask to be
+    erased. Every event in time order."""
+    events: list[tuple[datetime, dict[str, Any]]] = []
+    start = datetime(2025, 9, 1, tzinfo=UTC)
+
+    def add(moment: datetime, customer_id: str, event: dict[str, Any]) -> None:
+        event_id = f"e-{customer_id}-{len(events)}"
+        at = moment.isoformat().replace("+00:00", "Z")
+        events.append((moment, {**event, "event_id": event_id, "customer_id": customer_id, "occurred_at": at}))
+
+    paid = {"type": "purchase.completed", "amount": "30.00", "currency": "EUR"}
+    for i in range(30):
+        referrer, hour = f"ref-{i:02d}", timedelta(hours=i)
+        add(start + hour, referrer, {"type": "customer.registered", "kind": "final"})
+        add(start + timedelta(days=1) + hour, referrer, {**paid, "order_id": f"o-{referrer}-0"})
+        add(start + timedelta(days=19) + hour, referrer, {**paid, "order_id": f"o-{referrer}-1"})
+        for j in range(2):
+            friend, joined = f"friend-{i:02d}-{j}", start + timedelta(days=4) + hour + timedelta(minutes=j)
+            add(joined, friend, {"type": "customer.registered", "kind": "final", "referred_by": referrer})
+            bought = joined + timedelta(days=1)
+            add(bought, friend, {**paid, "order_id": f"o-{friend}"})
+            if j == 0:
+                refunded = bought + timedelta(days=1 + 5 * (i % 4))
+                add(refunded, friend, {"type": "purchase.refunded", "order_id": f"o-{friend}", "amount": "30.00",
+                                       "currency": "EUR"})  # fmt: skip
+            if j == 1 and i % 5 == 0:
+                add(start + timedelta(days=30) + hour, friend, {"type": "customer.erasure_requested"})
+        if i % 7 == 3:
+            add(start + timedelta(days=35) + hour, referrer, {"type": "customer.erasure_requested"})
+    events.sort(key=lambda item: (item[0], item[1]["customer_id"]))
+    return [orjson.dumps({**event, "schema_version": 1}) for _, event in events]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_issues_example_in_live_workers_equals_the_replay(bootstrap: str, tmp_path: Path, workers: int) -> None:
     """Issue 19's "done when": a marketer edits only the policy file to give priority_service to final customers
-    entering habitual in December, at most 100 a month; one worker or two (published while they run) grant exactly
-    what `escalera replay` grants, and count what they hold back by window, condition and budget as it does."""
+    entering habitual in December, at most 100 a month, and to hold referral rewards and refunds; one worker or two
+    (published while they run) grant and revoke exactly what `escalera replay` does, send the same erasure notices,
+    and count what they hold back by window, condition and budget as it does (item 4: rules with conditions, windows,
+    budgets, revocations and erasure notices, one and two workers)."""
     path = tmp_path / "policy.yaml"
-    path.write_text(EXAMPLE)  # the file as a marketer writes it (tests/unit/test_perk_rules.py checks the replay)
+    path.write_text(
+        EXAMPLE + HOLDS
+    )  # the file as a marketer writes it (tests/unit/test_perk_rules.py checks the replay)
     policy = load_policy(path)
     customers = december_shop()
-    lines = example_lines(customers)
-    decisions: list[DecisionEvent] = []
+    lines = sorted(example_lines(customers) + referral_lines(), key=lambda line: orjson.loads(line)["occurred_at"])
+    decisions: list[Published] = []
     replay = Replay(policy, DecodeLimits(currencies=policy.currencies), datetime.now(UTC), decisions.append,
                     lambda _: None, 8)  # fmt: skip
     for line in lines:
         replay.feed(line)
     replay.finish()
     expected = {d.perk_id for d in decisions if d.type == "perk.granted"}
+    revoked = Counter((d.perk, d.rule) for d in decisions if d.type == "perk.revoked")
+    erased = sorted(d.customer_id for d in decisions if d.type == "customer.erased")
     held = Counter({key: n for key, n in replay.counts.perks_suppressed.items() if key.startswith("priority_service")})
     assert sum(d.type == "perk.granted" and d.perk == "priority_service" for d in decisions) == 100
     assert set(held) == {"priority_service:budget", "priority_service:condition", "priority_service:window"}
+    # refunded after 11 days: the reward granted after the 7-day hold and the friend's welcome offer revoked; after
+    # 1 or 6 days the waiting credit is dropped (only the welcome offer revoked); after 16 days nothing
+    assert revoked == {("referral_reward", "referral.refunded"): 7, ("welcome_offer", "refund.revokes"): 23}
+    assert len(erased) == 6 + 4  # friends, referrers
     env = engine_env(bootstrap, 8, ESCALERA_POLICY_FILE=str(path))
     with running_workers(env, tmp_path, count=workers) as running:
         publish_lines(env, lines)
@@ -269,12 +324,22 @@ def test_the_issues_example_in_live_workers_equals_the_replay(bootstrap: str, tm
         counted = Counter({f"priority_service:{reason}": sum(
             metric(w, "escalera_perks_total", perk="priority_service", outcome=f"suppressed_{reason}")
             for w in running) for reason in ("budget", "condition", "window")})  # fmt: skip
+        revocations = sum(metric(w, "escalera_perks_total", outcome="revoked") for w in running)
     perks = published_perks(bootstrap, env)
     assert {p["perk_id"] for p in perks if p["type"] == "perk.granted"} == expected
+    taken_back = {p["perk_id"]: p for p in perks if p["type"] == "perk.revoked"}
+    assert Counter((p["perk"], p["rule"]) for p in taken_back.values()) == revoked
+    assert set(taken_back) <= expected  # each names a perk granted
+    notices = [p["customer_id"] for p in perks if p["type"] == "customer.erased"]
+    assert sorted(set(notices)) == erased
+    transitions = [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_TRANSITIONS"]) if v]
+    assert sorted({t["customer_id"] for t in transitions if t["type"] == "customer.erased"}) == erased
     priority = [p for p in perks if p["type"] == "perk.granted" and p["perk"] == "priority_service"]
     assert len({p["perk_id"] for p in priority}) == 100
     assert {p["rule"] for p in priority} == {"december_priority"}
     if workers == 1:  # (two workers may read a batch again after a hand-over, and count it again)
         assert counted == held
+        assert revocations == sum(revoked.values())
     else:
         assert all(counted[key] >= n for key, n in held.items())
+        assert revocations >= sum(revoked.values())

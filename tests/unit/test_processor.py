@@ -238,6 +238,22 @@ def test_an_event_held_by_the_arrival_grace_alone_goes_when_it_ends_not_at_the_n
     assert h.internal_records() == [] and h.processor.inputs.merge.pending() == 1
 
 
+def test_the_copy_of_a_credit_applied_here_does_not_make_a_referrer_erased_since_again() -> None:
+    # Issue 19's equivalence test (one worker): the referrer asked to be erased after their friend's conversion; the
+    # erasure was applied before the credit's copy came back from the internal topic, and the copy, applied as if
+    # new, made the referrer again from nothing.
+    h = Harness()
+    events = [register("ref", 0), register("new", 0.1, referred_by="ref"), purchase("new", 0.2), erase("ref", 3)]
+    h.run(*(h.event(CUSTOMERS if e.type.startswith("customer.") else PURCHASES, e) for e in events))
+    assert h.table.state("ref") is None
+    [copy] = [r for r in h.internal_records() if r.value[:1] == records.CREDIT]
+    h.run(copy)
+    assert h.table.state("ref") is None and h.stream.acked[-1] is copy
+    once = [d for n, d in enumerate(h.decisions()) if d not in h.decisions()[:n]]  # (a notice goes to both topics)
+    assert once == decided(events)
+    assert h.consumed(h.settings.internal_topic, "referral.credited", "duplicate") == 1
+
+
 def test_a_referral_credit_from_another_worker_still_waits_the_arrival_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr(engine.stream.inputs.time, "time", lambda: clock[0])

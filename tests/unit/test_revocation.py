@@ -14,11 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.loyalty import DEFAULT_POLICY, CustomerState, Outcome, Policy, PolicyError, Published, evolve
+from engine.loyalty import DEFAULT_POLICY, CustomerState, Outcome, Policy, Published, evolve
 from engine.loyalty.facts import credit_id
 from engine.loyalty.outcome import derived_id
 from engine.loyalty.perks import perk_id
-from engine.loyalty.policy import refuse_holds
 from engine.offline.replay import Replay
 from schemas.decoder import DecodeLimits
 from schemas.events import PerkGranted, PerkRevoked, outbound_adapter, outbound_streams
@@ -241,20 +240,6 @@ def test_the_summary_has_no_revocations_entry_without_any() -> None:
 
     replay, _ = replayed([purchase("c", 1)], DEFAULT_POLICY)
     assert "perks_revoked" not in summary(replay.states.values(), replay.counts, DEFAULT_POLICY, NOW)
-
-
-@pytest.mark.parametrize("setting", ["refund_hold_days", "referral_hold_days"])
-def test_the_worker_and_bootstrap_refuse_a_policy_with_a_hold(setting: str, tmp_path: Path) -> None:
-    policy = Policy.model_validate({"perks": {setting: 3}})
-    with pytest.raises(PolicyError, match=f"perks.{setting} is 3"):
-        refuse_holds(policy, "escalera worker")
-    refuse_holds(DEFAULT_POLICY, "escalera worker")
-    path = tmp_path / "policy.yaml"
-    path.write_text(f"perks:\n  {setting}: 3\n")
-    for command in (["worker"], ["bootstrap", str(path)]):
-        result = CliRunner().invoke(app, command, env={"ESCALERA_POLICY_FILE": str(path)})
-        assert result.exit_code != 0
-        assert f"perks.{setting} is 3" in str(result.exception) or f"perks.{setting} is 3" in result.output
 
 
 def test_hold_times_are_event_times() -> None:
