@@ -62,6 +62,7 @@ contracts.register(app)  # validate; schemas export, schemas docs
 app.add_typer(loyalty.policy_app, name="policy")
 app.command("simulate")(offline.simulate)
 app.command("replay")(offline.replay)
+app.command("whatif")(offline.whatif)
 app.command("publish")(broker.publish_command)
 app.command("bootstrap")(bootstrap.bootstrap)
 app.command("worker")(stream.worker_command)

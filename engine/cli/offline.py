@@ -1,4 +1,4 @@
-"""Commands of the offline wing (file in, files out): `escalera simulate`, `escalera replay`."""
+"""Commands of the offline wing (file in, files out): `escalera simulate`, `escalera replay`, `escalera whatif`."""
 
 from __future__ import annotations
 
@@ -124,4 +124,43 @@ def replay(
     typer.echo(
         f"{report['customers']} customers ({steps}); {sum(report['perks_granted'].values())} perks granted, "
         f"{sum(report['rejections'].values())} lines rejected; outputs in {out}"
+    )
+
+
+def whatif(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines event file."),
+    candidate: Path = typer.Option(..., dir_okay=False, help="The policy file to try."),
+    out: Path = typer.Option(..., file_okay=False, help="Directory for the outputs."),
+    policy: Path | None = typer.Option(
+        None, dir_okay=False, help="The current policy file (default: ESCALERA_POLICY_FILE)."
+    ),
+    as_of: str | None = typer.Option(None, help="Final sweep time (default: the latest occurred_at in the file)."),
+) -> None:
+    """Replay an event file under the current policy and a candidate; write who moves, where, and what it costs."""
+    # The policy files are not checked by typer (`exists`): a missing one is the policy loader's one line.
+    from engine.offline.whatif import Side, compare_file, write_whatif
+
+    settings: Settings = ctx.obj
+    current_file = policy or settings.policy_file
+    sides = [
+        Side(None if path is None else path.name, effective, settings.decode_limits(effective.currencies))
+        for path, effective in ((current_file, load_policy(current_file)), (candidate, load_policy(candidate)))
+    ]
+    moment = None if as_of is None else parse_timestamp(as_of)
+    with file_errors("write --out", out):
+        out.mkdir(parents=True, exist_ok=True)  # before the replays: a wrong --out is told at once
+        with progress_bar(TextColumn("replaying twice"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as bar:
+            task = bar.add_task("whatif", total=file.stat().st_size)
+            comparison = compare_file(
+                file, sides[0], sides[1], datetime.now(UTC), moment, lambda n: bar.advance(task, n),
+                settings.topic_partitions,
+            )  # fmt: skip
+        perks = write_whatif(comparison, out)
+    matrix = comparison.matrix()
+    movers = sum(n for step, row in matrix.items() for to, n in row.items() if to != step)
+    total = perks["total"]
+    typer.echo(
+        f"{len(comparison.customers)} customers, {movers} on another step with {sides[1].name}; perks granted "
+        f"{total['current']['granted']} -> {total['candidate']['granted']}; outputs in {out}"
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from engine.errors import EscaleraError
 from engine.loyalty.perk_rules import DEFAULT_PERK_RULES, PerkRule, PerkRules, by_trigger
+from schemas.events import PerkType
 
 Days = Annotated[int, Field(gt=0, le=3650)]
 Ratio = Annotated[Decimal, Field(ge=0, le=1)]
@@ -137,6 +138,8 @@ class Policy(_Part):
     dedup_memory: Annotated[int, Field(ge=16, le=100_000)] = 256
     max_tracked_purchases: Annotated[int, Field(ge=8, le=10_000)] = 200
     max_tracked_feedback: Annotated[int, Field(ge=8, le=10_000)] = 200
+    # What a perk of each type costs, in the base currency, for reports (`escalera whatif`); the rules never read it.
+    perk_costs: dict[PerkType, Annotated[Decimal, Field(ge=0)]] = Field(default_factory=dict)
 
     @cached_property
     def version(self) -> str:
@@ -149,6 +152,7 @@ class Policy(_Part):
         for hold in _HOLDS:  # (likewise the holds, off by default: added after the version was published)
             if data["perks"][hold] == 0:
                 del data["perks"][hold]
+        del data["perk_costs"]  # (prices are for reports: no decision reads them, so they are no part of the version)
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
     @cached_property
