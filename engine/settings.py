@@ -22,6 +22,7 @@ ENV_PREFIX = "ESCALERA_"
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 TableStore = Literal["rocksdb", "memory"]
+API_TOKEN_MIN = 16  # characters of ESCALERA_API_TOKEN at least: a short token is guessed
 TopicName = Annotated[str, Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     # The host name other workers use to reach this one (Faust forwards a customer query to the worker owning the
     # customer's partition): by default the bound host, or this machine's name when bound to every interface.
     web_advertised_host: str | None = None
+    # A bearer token the query API (/customers, /audiences) asks for when set; /metrics, /health and /ready stay open
+    # (Prometheus, orchestrators). Workers send it to each other when they forward a query. Never printed.
+    api_token: SecretStr | None = None
     data_dir: Path = Path("escalera-data")
     policy_file: Path | None = None
 
@@ -70,6 +74,9 @@ class Settings(BaseSettings):
     # How long an event waits for an input read to its end before it goes past it: events published up to this
     # many seconds apart on different topics are applied in event-time order (0: no wait, the lowest latency).
     arrival_grace_seconds: Annotated[float, Field(ge=0, le=300)] = 1.0
+    # A policy switch (workers restarted with another policy) re-evaluates every customer at once; the perks it grants
+    # go out at most this many per second per worker (0: no limit). engine/stream/switch.py
+    switch_perks_per_second: Annotated[float, Field(ge=0, le=1_000_000)] = 100.0
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     max_clock_skew_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 300
 
@@ -107,6 +114,18 @@ class Settings(BaseSettings):
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if len(token) < API_TOKEN_MIN or not all(33 <= ord(c) <= 126 for c in token):
+                raise ValueError(
+                    f"give at least {API_TOKEN_MIN} printable ASCII characters without spaces "
+                    "(e.g. `openssl rand -hex 32`)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -185,7 +204,7 @@ def _describe(exc: ValidationError) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         given = error.get("input")
-        shown = "" if field in {"sasl_password"} or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if field in {"sasl_password", "api_token"} or isinstance(given, dict) else f" (got {given!r})"
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{variable}: {message}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from engine.broker.connection import kafka_python_options
-from engine.broker.table_keys import is_ledger_key
+from engine.broker.table_keys import is_ledger_key, is_partition_key
 from engine.loyalty import CustomerState
 from engine.settings import Settings
 
 
 def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, CustomerState]:
     """The customer table as its changelog holds it: the last value per customer, erased customers gone (the
-    partitions' perk budget ledgers, kept in the same table, left out)."""
+    partitions' own keys, their budget ledgers and policy versions, left out)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -19,7 +19,7 @@ def table_states(settings: Settings, quiet_seconds: float = 2.0) -> dict[str, Cu
     )  # fmt: skip
     states: dict[str, CustomerState] = {}
     for record in consumer:
-        if is_ledger_key(record.key):
+        if is_partition_key(record.key):
             continue
         key = record.key.decode()
         if record.value is None:

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperOption
 
 import engine
-from engine.cli import bootstrap, broker, contracts, demo, loyalty, offline, stream
+from engine.cli import audience, bootstrap, broker, contracts, demo, loyalty, offline, stream
 from engine.errors import EscaleraError
 from engine.settings import load_settings
 
@@ -68,6 +68,7 @@ app.command("bootstrap")(bootstrap.bootstrap)
 app.command("worker")(stream.worker_command)
 app.command("demo")(demo.demo_command)
 app.command("explain")(stream.explain)
+app.command("audience")(audience.audience)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
@@ -133,11 +134,15 @@ def worker_url(settings: Settings) -> str:
     return f"http://{host}:{settings.web_port}"
 
 
-def fetch_customer(base_url: str, customer_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    """GET /customers/{id} from any worker (it forwards to the owner): the customer's view, or a clear error."""
+def fetch_customer(
+    base_url: str, customer_id: str, timeout: float = 15.0, token: SecretStr | None = None
+) -> dict[str, Any]:
+    """GET /customers/{id} from any worker (it forwards to the owner): the customer's view, or a clear error. With
+    `token` (ESCALERA_API_TOKEN), as the bearer token the workers then ask for."""
     url = f"{base_url.rstrip('/')}/customers/{urllib.parse.quote(customer_id, safe='')}"
+    headers = {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
             found: dict[str, Any] = json.loads(response.read())
             return found
     except urllib.error.HTTPError as error:
@@ -191,7 +196,7 @@ def explain(
 ) -> None:
     """Where a customer stands on the ladder, every classification, the figures, and why (recent decisions)."""
     settings: Settings = ctx.obj
-    customer = fetch_customer(url or worker_url(settings), customer_id)
+    customer = fetch_customer(url or worker_url(settings), customer_id, token=settings.api_token)
     if as_json:
         typer.echo(json.dumps(customer, indent=2, ensure_ascii=False))
     else:

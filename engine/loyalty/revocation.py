@@ -88,7 +88,7 @@ def undo_purchase(
         days, hold = _days(after), policy.perks.refund_hold_days
         text = (
             f"The purchase that earned it (order {order_id}, {bought.date().isoformat()}) was fully refunded "
-            f"{days} days later, within the {hold}-day refund hold."
+            f"{days} day{'' if days == 1 else 's'} later, within the {hold}-day refund hold."
         )
         evidence: Evidence = {
             "order_id": order_id,

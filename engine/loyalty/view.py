@@ -16,16 +16,7 @@ def view(state: CustomerState, policy: Policy, at: datetime | None = None) -> di
     f = figures(state, moment, policy)
     return {
         "customer_id": state.customer_id,
-        "step": state.step or "possible",
-        "activity": state.activity,
-        "frequency": state.frequency,
-        "volume": state.volume,
-        "satisfaction": state.satisfaction,
-        "influence": state.influence,
-        "relationship": state.relationship,
-        "kind": state.kind,
-        "permanent": state.permanent,
-        "risk": state.risk,
+        **dimensions(state),
         "as_of": moment.isoformat(),
         "figures": {
             "purchases_in_window": f.purchases_in_window,
@@ -43,4 +34,20 @@ def view(state: CustomerState, policy: Policy, at: datetime | None = None) -> di
             "informal_complaints": state.informal_complaints,
         },
         "recent_decisions": list(state.decisions),
+    }
+
+
+def dimensions(state: CustomerState) -> dict[str, Any]:
+    """A state's dimensions as its view shows them (what audiences filter on: engine/loyalty/audience.py)."""
+    return {
+        "step": state.step or "possible",
+        "activity": state.activity,
+        "frequency": state.frequency,
+        "volume": state.volume,
+        "satisfaction": state.satisfaction,
+        "influence": state.influence,
+        "relationship": state.relationship,
+        "kind": state.kind,
+        "permanent": state.permanent,
+        "risk": state.risk,
     }

@@ -4,7 +4,14 @@ One pass over the file: each line is read once and fed to two `Replay`s, one per
 decodes the line itself: the two policies may accept different currencies (and so different lines), and decoding
 is a few per cent of a replay's time (0.05 s of the 1.7 s a 20,700-line shop takes), so decoding once would save
 little and need a second way into `Replay`. The outputs (`moves.jsonl`, `matrix.json`, `perks.json`, `summary.md`,
-`whatif.png`) are byte-identical for the same file, policies and partition count, as the replay's are.
+`whatif.png`, and `switch.jsonl`) are byte-identical for the same file, policies and partition count, as the
+replay's are.
+
+Besides where each customer would end had the candidate always been the policy, it predicts what rolling the
+candidate out to the workers at that moment decides (issue 20, item 2): every customer's state under the current
+policy re-evaluated under the candidate by the function the workers run at a switch (engine/loyalty/switch.py), in
+the order they do (by customer id, per partition; budgets counted in the current replay's ledgers, as the workers'
+are in theirs). `switch.jsonl` holds those decisions exactly as the workers publish them.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ import orjson
 
 from engine.errors import EscaleraError
 from engine.loyalty import Policy
+from engine.loyalty.outcome import Published
+from engine.loyalty.switch import switch_in_place
 from engine.loyalty.view import view
 from engine.offline.lines import read_lines
 from engine.offline.outputs import _freeze_survivors
 from engine.offline.replay import DEFAULT_PARTITIONS, Replay, ReplayCounts
+from schemas.construct import flat_json
 from schemas.decoder import DecodeLimits
 from schemas.events import STEPS, PerkType
 
@@ -65,6 +75,7 @@ class Comparison:
     results: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]  # customer -> dimension -> value
     as_of: datetime
     source: str
+    switch: tuple[Published, ...] = ()  # what rolling the candidate out at `as_of` decides (engine/loyalty/switch.py)
 
     @property
     def customers(self) -> list[str]:
@@ -119,8 +130,20 @@ def compare_file(
         {cid: _dimensions(view(state, side.policy, moment)) for cid, state in replay.states.items()}
         for side, replay in zip((current, candidate), replays, strict=True)
     )
+    switch = predict_switch(replays[0], candidate.policy)
     return Comparison(current, candidate, (replays[0].counts, replays[1].counts), (results[0], results[1]), moment,
-                      source.name)  # fmt: skip
+                      source.name, switch)  # fmt: skip
+
+
+def predict_switch(replay: Replay, policy: Policy) -> tuple[Published, ...]:
+    """What workers that ran the replay's policy decide when restarted with `policy`: each customer, by id, re-
+    evaluated at their own clock (a copy: the replay's states are left as they are). The grants are counted in the
+    replay's budget ledgers, which the workers hold too (none under a policy without budgets)."""
+    ledger = replay.ledgers if policy.budgeted else None
+    decided: list[Published] = []
+    for customer_id in sorted(replay.states):
+        decided.extend(switch_in_place(replay.states[customer_id].copy(), policy, ledger).published())
+    return tuple(decided)
 
 
 def _ignore(_: object) -> None:
@@ -142,6 +165,7 @@ def write_whatif(comparison: Comparison, out: Path) -> dict[str, Any]:
     (out / "perks.json").write_bytes(_json(perks))
     (out / "summary.md").write_text(summary_markdown(comparison, moves, matrix, perks))
     draw_migration(matrix, out / "whatif.png", comparison, _perk_footer(perks))
+    (out / "switch.jsonl").write_bytes(b"".join(flat_json(decision) + b"\n" for decision in comparison.switch))
     return perks
 
 
@@ -188,12 +212,31 @@ def perks_report(comparison: Comparison) -> dict[str, Any]:
         perks[perk] = entry
     totals = {key: _total(entry[key] for entry in perks.values()) for key in ("current", "candidate")}
     totals["difference"] = _difference(totals["current"], totals["candidate"])
+    at_switch = Counter(d.perk for d in comparison.switch if d.type == "perk.granted")
+    for perk, n in at_switch.items():
+        entry = perks.setdefault(perk, {"current": dict(_EMPTY), "candidate": dict(_EMPTY),
+                                        "difference": _difference(_EMPTY, _EMPTY)})  # fmt: skip
+        entry["at_switch"] = {"granted": n}
+        price = candidate.perk_costs.get(perk, current.perk_costs.get(perk))
+        if price is not None:
+            entry["at_switch"]["cost"] = price * n
+    totals["at_switch"] = _switch_total(perks.values())
     report = {"currency": candidate.currency.base if priced else None, "perks": perks, "total": totals}
     result: dict[str, Any] = orjson.loads(orjson.dumps(report, default=str))  # Decimals as strings, exactly
     return result
 
 
 _EMPTY: dict[str, Any] = {"granted": 0, "held_back": 0, "held_back_by_reason": {}, "revoked": 0}
+
+
+def _switch_total(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The perks the switch grants, and their cost (of those with a price)."""
+    listed = [e["at_switch"] for e in entries if "at_switch" in e]
+    total: dict[str, Any] = {"granted": sum(e["granted"] for e in listed)}
+    costs = [e["cost"] for e in listed if "cost" in e]
+    if costs:
+        total["cost"] = sum(costs, Decimal(0))
+    return total
 
 
 def _perk_counts(counts: ReplayCounts) -> dict[str, dict[str, Any]]:
@@ -261,7 +304,17 @@ def summary_markdown(
         lines += [f"| {a} | {b} | {n} |" for n, a, b in flows[:TOP]]
         if len(flows) > TOP:
             lines += ["", f"(and {len(flows) - TOP} smaller flows: `matrix.json`, `whatif.png`)"]
-    lines += ["", "## What it costs", "", *_cost_lines(perks), "", "## Biggest changes", ""]
+    lines += [
+        "",
+        "## What it costs",
+        "",
+        *_cost_lines(perks),
+        "",
+        "## At the switch",
+        "",
+        *_switch_lines(comparison, perks),
+    ]
+    lines += ["", "## Biggest changes", ""]
     lines += _change_lines(moves) or ["None: every customer ends the same under both policies."]
     return "\n".join(lines) + "\n"
 
@@ -300,6 +353,27 @@ def _cost_lines(perks: dict[str, Any]) -> list[str]:
             lines.append(f"| {perk} | {e['current']['granted']} | {e['candidate']['granted']} | "
                          f"{_signed(e['difference']['granted'])} | {e['current']['held_back']} | "
                          f"{e['candidate']['held_back']} | {cost} |")  # fmt: skip
+    return lines
+
+
+def _switch_lines(comparison: Comparison, perks: dict[str, Any]) -> list[str]:
+    """What rolling the candidate out to the workers now decides (switch.jsonl)."""
+    switch = comparison.switch
+    steps = Counter((d.from_step, d.to_step) for d in switch if d.type == "customer.step_changed")
+    customers = len({d.customer_id for d in switch})
+    total, currency = perks["total"]["at_switch"], perks["currency"]
+    said = (f"Restarting the workers with the candidate re-evaluates every customer at once (`switch.jsonl`, as "
+            f"they publish it): {customers} customers change, {sum(steps.values())} of them step; "
+            f"{total['granted']} perks granted")  # fmt: skip
+    said += f", costing {total['cost']} {currency}." if "cost" in total else "."
+    lines = [said]
+    if steps:
+        lines += ["", "| step now | at the switch | customers |", "|---|---|---:|"]
+        lines += [f"| {a} | {b} | {n} |" for (a, b), n in sorted(steps.items(), key=lambda f: (-f[1], f[0]))[:TOP]]
+    granted = sorted(((e["at_switch"]["granted"], perk) for perk, e in perks["perks"].items() if "at_switch" in e),
+                     key=lambda g: (-g[0], g[1]))  # fmt: skip
+    if granted:
+        lines += ["", "Perks at the switch: " + ", ".join(f"{perk} {n}" for n, perk in granted) + "."]
     return lines
 
 

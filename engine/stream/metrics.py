@@ -94,6 +94,12 @@ class WorkerMetrics:
             "fully refunded within the policy's hold).",
             registry=registry,
         )
+        self.switch_customers = Counter(
+            "escalera_policy_switch_customers",
+            "Customers re-evaluated under a new policy when the workers were restarted with it "
+            "(engine/stream/switch.py).",
+            registry=registry,
+        )
         self.time_sweeps = Counter(
             "escalera_time_sweeps",
             "Customers to whom the passage of time was applied at a day boundary they were due at.",

@@ -22,16 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.broker.partitioner import partition_of
-from engine.broker.table_keys import ledger_key
+from engine.broker.table_keys import POLICY_PREFIX, ledger_key
 from engine.errors import NotOwnedHere
 from engine.loyalty import CustomerState, Policy, ReferralCredited, ReferralReverted, day_start, evolve_in_place
 from engine.loyalty.budgets import BudgetError, Ledgers, PartitionLedger
 from engine.loyalty.due import sweep_due
+from engine.loyalty.switch import switch_in_place
 from engine.loyalty.volume import classify_day
 from engine.settings import ENV_PREFIX, Settings
 from engine.stream import records
@@ -48,6 +49,7 @@ from engine.stream.population import PartitionSummary, PopulationBoard, populati
 from engine.stream.ports import Channels, Consumer, Producer, RecordStream
 from engine.stream.referrals import ReferralFrontier
 from engine.stream.states import BatchStates
+from engine.stream.switch import CHUNK, PolicySwitch
 from schemas.decoder import Rejection, decode
 from schemas.events import InboundEvent
 
@@ -110,6 +112,8 @@ class Processor:
         self.partitions, self.context = self.effects.partitions, self.effects.context
         # The perk budget ledgers of the partitions owned (only for a policy with budgets): see `_follow_ledgers`.
         self.ledgers = Ledgers(settings.topic_partitions) if policy.budgeted else None
+        # Partitions whose customers were evaluated under another policy: re-evaluated before anything else.
+        self.switch = PolicySwitch(policy, settings.switch_perks_per_second)
         self.on_internal: dict[type, Callable[[RecordStream, Any, Any], bool]] = {
             records.Tick: self._tick,
             records.Credit: self._queue_credit,
@@ -126,6 +130,7 @@ class Processor:
         if self.ledgers is not None and (cannot := self._follow_ledgers()) is not None:
             await _stop(stream, cannot)  # nothing of the batch applied, nor acknowledged
             return
+        self.switch.follow(set(self.owned_partitions()), self.states.stored, self._placed_in)
         faust_took = None  # (the current event Faust's reader set while this batch awaited, before the batch's own)
         if self.continuity.unknown:  # partitions received: where reading resumes, from the broker (issue 18)
             for tp, offset in (await self.continuity.settle_starts()).items():
@@ -144,8 +149,11 @@ class Processor:
                     self.acks.finish(record)
             elif self._intake(stream, record):
                 self.acks.finish(record)
-        for record in self._release(stream):
-            self.acks.finish(record)
+        if self.switch.under_way:
+            self._switch_some(stream)
+        if not self.switch.under_way:  # (until the switch is done, events wait in the merge: engine/stream/switch.py)
+            for record in self._release(stream):
+                self.acks.finish(record)
         if faust_took is not None:
             # Reading the batch's states made its records the current event (`BatchStates.load`); Faust's reader,
             # which may have taken the next record while the batch awaited the broker above, files the current event
@@ -162,8 +170,10 @@ class Processor:
             await self.producer.flush()
             self.effects.undelivered = False
         kept = set(self.owned_partitions())  # a rebalance may have run while the decisions were delivered
-        for partition in self.states.write(stream, kept, self._ledgers_to_save(kept)):
+        own_keys = self._ledgers_to_save(kept) + self._versions_to_save(kept)
+        for partition in self.states.write(stream, kept, own_keys):
             self.purge.erased_in(partition)
+        self.switch.written(partition for partition, _, key, _ in own_keys if key.startswith(POLICY_PREFIX))
         queued = ((record, event.customer_id) for _, (record, event, _) in self.inputs.merge.items())
         self.states.trim(stream, queued)
         ready = [record for record in self.acks.ready() if record.message.partition in kept]
@@ -304,7 +314,9 @@ class Processor:
         credit = internal.credit if isinstance(internal, records.Credit) else internal.reverted
         if self.applied_here.pop(credit.event_id, None) is not None:
             self.credits_made.pop(credit.event_id, None)
-            self.metrics.consumed(record.message.topic, credit.type, "duplicate")
+            self.metrics.consumed(record.message.topic, credit.type, "duplicate")  # as when it was applied (`_apply`)
+            self.metrics.processing.observe(0.0)
+            self.metrics.lag.observe(max(0.0, time.time() - credit.occurred_at.timestamp()))
             return True
         source = (LOCAL_CREDITS, record.message.partition)
         made_here = self.credits_made.pop(credit.event_id, None) is not None
@@ -413,7 +425,7 @@ class Processor:
             self.clock.heard(latest)
         self.clock.idle_tick(partition, datetime.now(UTC), self.inputs.quiet_seconds())
         now = self.clock.now(partition)
-        if now is not None and all(self.inputs.idle(p) for p in self.partitions):
+        if now is not None and all(self.inputs.idle(p) for p in self.partitions) and not self.switch.under_way:
             # Nothing is queued and nothing is left to read: idle time passes midnights too, with their sweeps (a
             # quiet shop notices who stopped buying, its volume follows the days; a worker that owns no customers
             # yet passes the midnights the others wait for). Never a partition alone: a midnight's sweeps come
@@ -550,6 +562,63 @@ class Processor:
                 saves.append((partition, record, ledger_key(partition), ledger.to_json()))
                 ledger.unsaved = False
         return saves
+
+    # ---- policy switch (engine/stream/switch.py) -----------------------------------------------------------------
+
+    def _placed_in(self, partition: int) -> Iterable[str]:
+        part = self.partitions.get(partition)
+        return () if part is None else part.placed
+
+    def _switch_some(self, stream: RecordStream) -> None:
+        """Re-evaluate the next customers of the partitions being switched, as the rate limit allows, at most
+        `CHUNK` a batch (the next batch asked for at once when that was the limit); only those it changed are kept."""
+        switch, left = self.switch, CHUNK
+        for partition in sorted(switch.pending):
+            record = self.context.get(partition)
+            if record is None:
+                continue  # a partition's states are written under one of its records: its next tick brings one
+            pending = switch.pending[partition]
+            ledger = self._ledger(partition)
+            while pending.left and left > 0 and switch.allowed() > 0:
+                customer_id = pending.left.pop()
+                left -= 1
+                state = self.states.peek(stream, record, customer_id)
+                if state is None:
+                    continue  # erased since it was counted
+                before, due = state.encode(), state.due
+                outcome = switch_in_place(state, self.policy, ledger)
+                granted = sum(decision.type == "perk.granted" for decision in outcome.emitted)
+                if outcome.emitted or outcome.suppressed or state.encode() != before:
+                    self.effects.record(record, partition, customer_id, outcome, due)
+                    pending.switched += 1
+                pending.granted += granted
+                switch.granted += granted
+                self.metrics.switch_customers.inc()
+            if not pending.left:
+                switch.done(partition)
+        if switch.under_way and left <= 0:
+            self.effects.send(self.channels.internal, None, records.encode(records.Tick()), min(switch.pending))
+
+    def _versions_to_save(self, kept: set[int]) -> list[tuple[int, Any, bytes, bytes]]:
+        """The policy versions to keep with this batch (`PolicySwitch.versions_to_write`), under a record of each."""
+        saves = []
+        for partition, key, version in self.switch.versions_to_write():
+            record = self.context.get(partition)
+            if partition in kept and record is not None:
+                saves.append((partition, record, key, version))
+        return saves
+
+    # ---- audiences (the web page /audiences, engine/stream/web.py) -----------------------------------------------
+
+    def customers_of(self, partitions: list[int], after: str | None = None) -> list[str]:
+        """The ids of the customers of `partitions` (those counted there, `OwnedPartition.placed`), after `after`, in
+        id order: the page reads and filters their states one by one (`customer`), pausing between reads. Raises
+        NotOwnedHere unless this worker owns every one of them and has learned its customers (a rebalance)."""
+        owned = set(self.owned_partitions())
+        missing = sorted(p for p in partitions if p not in owned or p not in self.partitions)
+        if missing:
+            raise NotOwnedHere(f"partitions {missing} are not owned by this worker (or not learned yet)")
+        return sorted(c for p in partitions for c in self.partitions[p].placed if after is None or c > after)
 
 
 async def _stop(stream: RecordStream, message: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engine.broker.partitioner import partition_of
-from engine.broker.table_keys import LEDGER_PREFIX, is_ledger_key
+from engine.broker.table_keys import PARTITION_PREFIX, is_partition_key
 from engine.loyalty import CustomerState
 from engine.stream.faust_fixes.changelog_first import ChangelogFirst
 from engine.stream.ports import RecordStream, Table
@@ -150,13 +150,13 @@ class BatchStates:
     def stored_in(self, partitions: Iterable[int], count: int) -> Iterator[tuple[int, bytes]]:
         """(partition, stored state) of every customer the table holds in `partitions` (of `count`): from each
         partition's own database on disk, else the table's every item with its key's partition. The partitions'
-        budget ledgers, kept in the same table, are left out."""
+        own keys (budget ledgers, policy versions), kept in the same table, are left out."""
         if self.first is not None:
-            yield from self.first.stored_in(partitions, leave_out=LEDGER_PREFIX)
+            yield from self.first.stored_in(partitions, leave_out=PARTITION_PREFIX)
             return
         wanted = set(partitions)
         for key, raw in self.table.items():
-            if (partition := partition_of(key, count)) in wanted and not is_ledger_key(key):
+            if (partition := partition_of(key, count)) in wanted and not is_partition_key(key):
                 yield partition, raw
 
     def stored(self, partition: int, key: bytes) -> bytes | None:

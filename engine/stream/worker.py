@@ -49,7 +49,7 @@ def build_worker(
     registry.register(ConsumerLagCollector(processor.lag))
     registry.register(RestoreCollector(lambda: app.tables.recovery))  # type: ignore[attr-defined]
     ProcessCollector(registry=registry)  # CPU, memory, open files of the worker process
-    serve_pages(app, processor, registry)
+    serve_pages(app, processor, registry, settings.api_token)
     deliver_before_commit(app)
 
     # concurrency=1: the agent writes a table (faust-streaming #606 loses messages with more)

@@ -6,6 +6,9 @@ import os
 import re
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.broker.partitioner import partition_of
-from engine.loyalty import DEFAULT_POLICY
+from engine.loyalty import DEFAULT_POLICY, CustomerState
 from engine.loyalty.view import view
 from engine.loyalty.word_of_mouth import HAPPY, UNHAPPY, net_word_of_mouth
 from engine.offline.simulation import SimulationSpec, simulate
@@ -38,6 +41,8 @@ from tests.integration.engine_harness import (
 
 PARTITIONS = 4
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+TOKEN = "scenario-api-token-0123456789abcdef"  # the scenario's worker asks for it on its query API (issue 20)
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _in_partition(prefix: str, partition: int) -> str:
@@ -86,23 +91,31 @@ LATER = [  # published once Frank's state is in the table, so his erasure has so
 
 @pytest.fixture(scope="module")
 def scenario(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    env = engine_env(bootstrap, PARTITIONS)
+    env = engine_env(bootstrap, PARTITIONS, ESCALERA_API_TOKEN=TOKEN)
     reference = replay_of(SCENARIO + LATER)
     publish_lines(env, SCENARIO)
     with running_workers(env, tmp_path_factory.mktemp("scenario")) as (worker,):
         wait_until(lambda: FRANK in table_states(bootstrap, env), 120, "Frank's state is in the table")
         publish_lines(env, LATER)
         wait_for_states(bootstrap, env, reference.states, 120)
-        pages = {path: worker.get(path) for path in ("/metrics", "/health", "/ready")}
+        pages = {path: worker.get(path) for path in ("/metrics", "/health", "/ready")}  # open: no token
         asked = [*reference.states, FRANK, "nobody-here", "tab%09inside", "x" * 129]
-        customers = {customer: worker.get(f"/customers/{customer}") for customer in asked}
+        customers = {customer: get(worker, f"/customers/{customer}", BEARER) for customer in asked}
         explained = {customer: explain(worker, customer) for customer in (ALICE, "nobody-here")}
+        wrong = {"without": {}, "wrong": {"Authorization": "Bearer not-the-token-0123456789"}}
+        refused = {(path, how): get(worker, path, headers) for path in (f"/customers/{ALICE}", "/audiences")
+                   for how, headers in wrong.items()}  # fmt: skip
+        audience = audience_pages(worker, "step=occasional,propagandist,buyer", 1, BEARER)
+    log = worker.log.read_text()
     on = {name: [(key, orjson.loads(value)) for key, value in read_all(bootstrap, env[f"ESCALERA_TOPIC_{name}"])]  # type: ignore[arg-type]
           for name in ("PERKS", "TRANSITIONS")}  # fmt: skip
     return {
         "pages": pages,
         "customers": customers,
         "explained": explained,
+        "refused": refused,
+        "audience": audience,
+        "log": log,
         "env": env,
         "reference": reference,
         "states": table_states(bootstrap, env),
@@ -118,7 +131,45 @@ def explain(worker: WorkerProcess, customer: str) -> subprocess.CompletedProcess
     """`escalera explain` as a user runs it, against the worker's web port."""
     command = [sys.executable, "-m", "engine.cli", "explain", customer, "--url", f"http://127.0.0.1:{worker.port}"]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")}
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**clean, "COLUMNS": "200"})
+    env = {**clean, "COLUMNS": "200", "ESCALERA_API_TOKEN": TOKEN}  # the worker asks for it: explain sends it
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+def get(worker: WorkerProcess, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """An HTTP GET on the worker's web port with these headers (the API token): status and body."""
+    request = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def audience_pages(worker: WorkerProcess, query: str, limit: int, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every page of `GET /audiences?<query>` asked of one worker, following `next` (asserting each is a 200)."""
+    answers: list[dict[str, Any]] = []
+    cursor = None
+    while len(answers) < 1000:
+        path = f"/audiences?{query}&limit={limit}" + ("" if cursor is None else f"&cursor={cursor}")
+        status, body = get(worker, path, headers)
+        assert status == 200, (worker.port, path, body)
+        answers.append(orjson.loads(body))
+        cursor = answers[-1]["next"]
+        if cursor is None:
+            return answers
+    raise AssertionError(f"/audiences?{query} never ended")
+
+
+def by_hand(states: dict[str, CustomerState], **wanted: set[str]) -> list[str]:
+    """The ids of the replay's customers whose view holds one of the wanted values of each dimension (the filter
+    written again here, not the engine's)."""
+    chosen = []
+    for customer, state in states.items():
+        shown = view(state, DEFAULT_POLICY)
+        shown["permanent"] = "true" if shown["permanent"] else "false"
+        if all(shown[name] in values for name, values in wanted.items()):
+            chosen.append(customer)
+    return sorted(chosen)
 
 
 def perks_of(scenario: dict[str, Any], customer: str) -> list[str]:
@@ -227,6 +278,16 @@ def with_erasures(lines: list[bytes], known: int) -> list[bytes]:
     return lines + [orjson.dumps(request) for request in requests]
 
 
+AUDIENCES = {  # filters asked of the two workers, and what the replay's customers must hold for them
+    "step=habitual,occasional&relationship=mercenary": {"step": {"habitual", "occasional"},
+                                                        "relationship": {"mercenary"}},
+    "activity=inactive": {"activity": {"inactive"}},
+    "satisfaction=dissatisfied,delighted&kind=final,internal": {"satisfaction": {"dissatisfied", "delighted"},
+                                                                "kind": {"final", "internal"}},
+}  # fmt: skip
+FIGURES: list[tuple[str, int, int, float]] = []  # (query, port asked, pages, seconds): printed for the report
+
+
 def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap: str, tmp_path: Path) -> None:
     lines = with_erasures(simulation(500, seed=5), known=3)  # erasures too: their notices are the replay's
     reference = replay_of(lines)
@@ -238,6 +299,14 @@ def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap:
         shares = [re.findall(r"owning partitions \[([0-9, ]*)\]", w.log.read_text())[0] for w in workers]
         # the query API: either worker answers for every customer, forwarding to the owner when it is not
         answers = {(w.port, c): w.get(f"/customers/{quote(c, safe='')}") for w in workers for c in reference.states}
+        # audiences: either worker asked answers with both, page by page (a small limit: many pages, both workers'
+        # customers on most of them)
+        audiences = {}
+        for query in AUDIENCES:
+            for w in workers:
+                began = time.monotonic()
+                audiences[(w.port, query)] = audience_pages(w, query, 7, {})
+                FIGURES.append((query, w.port, len(audiences[(w.port, query)]), time.monotonic() - began))
     owners: set[str] = set()
     for (port, customer), (status, body) in answers.items():
         assert status == 200, (port, customer, body)
@@ -248,6 +317,39 @@ def test_two_workers_sharing_the_partitions_end_where_the_replay_ends(bootstrap:
         owners.add(found["answered_by"])
     assert owners == {f"http://127.0.0.1:{w.port}" for w in workers}
     assert sorted(shares) == ["0, 2", "1, 3"] or sorted(shares) == ["0, 1", "2, 3"], shares  # both did work
+    for query, wanted in AUDIENCES.items():
+        expected = by_hand(reference.states, **wanted)
+        assert len(expected) > 7, query  # more than one page
+        for w in workers:
+            answers = audiences[(w.port, query)]
+            ids = [c["customer_id"] for a in answers for c in a["customers"]]
+            assert ids == expected, (w.port, query)  # all, each once, by id
+            assert all(len(a["customers"]) == 7 for a in answers[:-1]) and answers[-1]["next"] is None
+            assert {c["answered_by"] for a in answers for c in a["customers"]} == owners  # both workers' customers
+            assert all(without_log(c) == without_log(view(reference.states[c["customer_id"]], DEFAULT_POLICY))
+                       for a in answers for c in a["customers"])  # fmt: skip
+        assert audiences[(workers[0].port, query)] == audiences[(workers[1].port, query)]  # whoever is asked
+    # `escalera audience` from the live table (its changelog) selects the same customers, in JSON lines and CSV
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ESCALERA_")}
+    for (query, wanted), output_format in zip(AUDIENCES.items(), ("jsonl", "csv", "jsonl"), strict=True):
+        options = [part for name, values in (pair.split("=") for pair in query.split("&"))
+                   for part in (f"--{name}", values)]  # fmt: skip
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "audience", *options, "--format", output_format],
+                              capture_output=True, text=True, timeout=120,
+                              env={**clean, **env})  # fmt: skip
+        FIGURES.append((f"escalera audience {' '.join(options)} --format {output_format}", 0, 1,
+                        time.monotonic() - began))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        if output_format == "csv":
+            ids = [row.split(",", 1)[0] for row in done.stdout.splitlines()[1:]]
+        else:
+            found = [orjson.loads(line) for line in done.stdout.splitlines()]
+            ids = [c["customer_id"] for c in found]
+            assert all(without_log(c) == without_log(view(reference.states[c["customer_id"]], DEFAULT_POLICY))
+                       for c in found)  # fmt: skip
+        assert ids == by_hand(reference.states, **wanted), query
+    print("\n".join(f"audience figures: {q} (port {p}): {n} pages in {t:.2f} s" for q, p, n, t in FIGURES))
     perks = [orjson.loads(v) for _, v in read_all(bootstrap, env["ESCALERA_TOPIC_PERKS"])]  # type: ignore[arg-type]
     assert {p["perk_id"] for p in perks if p["type"] != ERASED} == reference.perk_ids
     # volume is decided at midnights against every partition's spends: its transitions too are the replay's, by id
@@ -412,3 +514,22 @@ def test_explain_prints_where_a_customer_stands_and_why(scenario: dict[str, Any]
     first_perk = next(d for d in decisions if d["kind"] == "perk")
     assert " ".join(first_perk["explanation"].split()) in " ".join(alice.stdout.split())
     assert nobody.returncode == 2 and "404" in nobody.stderr and "nobody-here" in nobody.stderr
+
+
+def test_the_query_api_wants_the_token_and_the_operators_pages_do_not(scenario: dict[str, Any]) -> None:
+    assert len(scenario["refused"]) == 4
+    for (path, how), (status, body) in scenario["refused"].items():
+        assert status == 401 and b"API token" in body, (path, how)
+    assert all(status == 200 for status, _ in scenario["pages"].values())  # /metrics, /health, /ready: no token
+    assert scenario["customers"][ALICE][0] == 200  # with it
+    assert TOKEN not in scenario["log"] and TOKEN not in str(scenario["explained"][ALICE])
+
+
+def test_a_single_worker_pages_an_audience_as_the_replay_selects_it(scenario: dict[str, Any]) -> None:
+    states = scenario["reference"].states
+    answers = scenario["audience"]
+    ids = [c["customer_id"] for a in answers for c in a["customers"]]
+    assert ids == by_hand(states, step={"occasional", "propagandist", "buyer"}) and len(answers) == len(ids) >= 3
+    for answer in answers:
+        for found in answer["customers"]:
+            assert without_log(found) == without_log(view(states[found["customer_id"]], DEFAULT_POLICY))

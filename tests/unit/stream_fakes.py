@@ -22,6 +22,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from engine.broker.partitioner import partition_of
+from engine.broker.table_keys import policy_key
 from engine.loyalty import DEFAULT_POLICY, CustomerState, Policy
 from engine.settings import Settings, load_settings
 from engine.stream import records
@@ -246,12 +247,14 @@ class Harness:
         wall_clock_when_idle: bool = False,
         policy: Policy = DEFAULT_POLICY,
         arrival_grace: float = 0.0,
+        switch_perks_per_second: float = 0.0,
     ) -> None:
         self.settings: Settings = load_settings(
             {
                 "ESCALERA_TOPIC_PARTITIONS": str(partitions),
                 "ESCALERA_WALL_CLOCK_WHEN_IDLE": str(wall_clock_when_idle).lower(),
                 "ESCALERA_ARRIVAL_GRACE_SECONDS": str(arrival_grace),
+                "ESCALERA_SWITCH_PERKS_PER_SECOND": str(switch_perks_per_second),
             }
         )
         self.partitions = partitions
@@ -259,6 +262,10 @@ class Harness:
         self.journal: list[tuple[str, Sent]] = []  # every record sent, with its topic, in order
         s = self.settings
         self.table = FakeTable(self.calls, partitions)
+        # The table as workers running this policy left it: each partition's customers evaluated under it (the policy
+        # switch's tests start from another version: tests/unit/test_stream_switch.py).
+        for partition in range(partitions):
+            self.table.parts.setdefault(partition, {})[policy_key(partition)] = policy.version.encode()
 
         def topic(name: str) -> FakeTopic:
             return FakeTopic(name, self.calls, self.journal)
