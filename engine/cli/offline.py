@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +62,14 @@ def _what_is_wrong(error: OSError, failed: Path) -> str:
     return said[:1].lower() + said[1:]
 
 
+@contextmanager
+def reading_progress(label: str, file: Path) -> Iterator[Callable[[int], None]]:
+    """A progress bar over a file's bytes (`progress_bar`); yields what to call with the bytes each line took."""
+    with progress_bar(TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(label, total=file.stat().st_size)
+        yield lambda n: bar.advance(task, n)
+
+
 def progress_bar(*columns: str | ProgressColumn) -> Progress:
     """A progress bar on standard error when it is a terminal; nothing at all when it is not (a log, a pipe)."""
     console = Console(stderr=True)
@@ -114,12 +122,10 @@ def replay(
     moment = None if as_of is None else parse_timestamp(as_of)
     with file_errors("write --out", out):
         out.mkdir(parents=True, exist_ok=True)  # before the replay: a wrong --out is told at once
-        with progress_bar(TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as progress:
-            task = progress.add_task("replay", total=file.stat().st_size)
+        with reading_progress("replaying", file) as advance:
             report = replay_file(
-                file, out, effective, limits, datetime.now(UTC), moment, lambda n: progress.advance(task, n),
-                settings.topic_partitions,
-            )  # fmt: skip
+                file, out, effective, limits, datetime.now(UTC), moment, advance, settings.topic_partitions
+            )
     steps = ", ".join(f"{step} {count}" for step, count in report["steps"].items())
     typer.echo(
         f"{report['customers']} customers ({steps}); {sum(report['perks_granted'].values())} perks granted, "
@@ -150,12 +156,10 @@ def whatif(
     moment = None if as_of is None else parse_timestamp(as_of)
     with file_errors("write --out", out):
         out.mkdir(parents=True, exist_ok=True)  # before the replays: a wrong --out is told at once
-        with progress_bar(TextColumn("replaying twice"), BarColumn(), DownloadColumn(), TimeRemainingColumn()) as bar:
-            task = bar.add_task("whatif", total=file.stat().st_size)
+        with reading_progress("replaying twice", file) as advance:
             comparison = compare_file(
-                file, sides[0], sides[1], datetime.now(UTC), moment, lambda n: bar.advance(task, n),
-                settings.topic_partitions,
-            )  # fmt: skip
+                file, sides[0], sides[1], datetime.now(UTC), moment, advance, settings.topic_partitions
+            )
         perks = write_whatif(comparison, out)
     matrix = comparison.matrix()
     movers = sum(n for step, row in matrix.items() for to, n in row.items() if to != step)

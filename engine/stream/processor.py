@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.broker.partitioner import partition_of
-from engine.broker.table_keys import POLICY_PREFIX, ledger_key
+from engine.broker.table_keys import ledger_key
 from engine.errors import NotOwnedHere
 from engine.loyalty import CustomerState, Policy, ReferralCredited, ReferralReverted, day_start, evolve_in_place
 from engine.loyalty.budgets import BudgetError, Ledgers, PartitionLedger
@@ -130,7 +130,7 @@ class Processor:
         if self.ledgers is not None and (cannot := self._follow_ledgers()) is not None:
             await _stop(stream, cannot)  # nothing of the batch applied, nor acknowledged
             return
-        self.switch.follow(set(self.owned_partitions()), self.states.stored, self._placed_in)
+        self.switch.follow(set(self.owned_partitions()), self.states.stored, lambda p: self.customers_of([p]))
         faust_took = None  # (the current event Faust's reader set while this batch awaited, before the batch's own)
         if self.continuity.unknown:  # partitions received: where reading resumes, from the broker (issue 18)
             for tp, offset in (await self.continuity.settle_starts()).items():
@@ -170,10 +170,10 @@ class Processor:
             await self.producer.flush()
             self.effects.undelivered = False
         kept = set(self.owned_partitions())  # a rebalance may have run while the decisions were delivered
-        own_keys = self._ledgers_to_save(kept) + self._versions_to_save(kept)
-        for partition in self.states.write(stream, kept, own_keys):
+        versions = self._versions_to_save(kept)
+        for partition in self.states.write(stream, kept, self._ledgers_to_save(kept) + versions):
             self.purge.erased_in(partition)
-        self.switch.written(partition for partition, _, key, _ in own_keys if key.startswith(POLICY_PREFIX))
+        self.switch.written(partition for partition, _, _, _ in versions)
         queued = ((record, event.customer_id) for _, (record, event, _) in self.inputs.merge.items())
         self.states.trim(stream, queued)
         ready = [record for record in self.acks.ready() if record.message.partition in kept]
@@ -564,10 +564,6 @@ class Processor:
         return saves
 
     # ---- policy switch (engine/stream/switch.py) -----------------------------------------------------------------
-
-    def _placed_in(self, partition: int) -> Iterable[str]:
-        part = self.partitions.get(partition)
-        return () if part is None else part.placed
 
     def _switch_some(self, stream: RecordStream) -> None:
         """Re-evaluate the next customers of the partitions being switched, as the rate limit allows, at most

@@ -116,8 +116,7 @@ class PolicySwitch:
     def versions_to_write(self) -> list[tuple[int, bytes, bytes]]:
         """(partition, key, version) of the partitions whose version goes with this batch: those switched in an
         earlier batch (their states are in the changelog) and those with nobody to re-evaluate."""
-        writes = [(p, policy_key(p), self.version) for p in sorted(self.to_write)]
-        return writes
+        return [(p, policy_key(p), self.version) for p in sorted(self.to_write)]
 
     def written(self, partitions: Iterable[int]) -> None:
         """The batch was written: those versions are kept; the partitions switched in it go with the next batch."""
