@@ -38,9 +38,10 @@ GRACE_OVERRIDE = {k: v for k, v in os.environ.items() if k == "ESCALERA_ARRIVAL_
 @pytest.mark.parametrize(
     ("rate", "customers", "ended_days_ago"),
     [
-        (20, 60, 0),  # a trickle of a history that ends now
+        # (A trickle at 20/s and a fast 1,000/s of a history ending now were dropped to keep `make test` under 20
+        # minutes once issues 19 and 20 added theirs: the first case is the same rate-independent path at 100/s, and
+        # the fast one is covered by 2,000/s below.)
         (100, 150, 0),  # what a shop going live does
-        (1000, 150, 0),  # fast
         (2000, 150, 120),  # a history that stopped months ago, published fast, then idle: the clock reaches today
         (100, 150, 75),  # the same, at a steady 100/s
     ],
